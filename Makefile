@@ -1,0 +1,48 @@
+# Two entry points, each sets everything up first:
+#   make demo   create .venv, install visattn, fetch Fashion-MNIST if apt can, run the main job
+#   make test   create .venv, install visattn[dev], run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test test-all lint docs bench-results clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.base: pyproject.toml | $(PY)
+	$(PIP) -e '.[viz,progress]'
+	@touch $@
+
+$(VENV)/.dev: pyproject.toml | $(PY)
+	$(PIP) -e '.[dev]'
+	@touch $@ $(VENV)/.base
+
+fashion-mnist:
+	@if [ ! -e $(FMNIST)/train-images-idx3-ubyte.gz ] && [ -z "$$VISATTN_DATA" ] && command -v apt-get >/dev/null \
+	    && [ "$$(id -u)" = 0 ]; then \
+	  echo "Installing Debian's dataset-fashion-mnist ..."; \
+	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) || \
+	  echo "apt-get could not install dataset-fashion-mnist; set VISATTN_DATA to a folder with the idx .gz files"; \
+	fi
+
+demo: $(VENV)/.base fashion-mnist
+	$(VENV)/bin/visattn demo
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+test-all: $(VENV)/.dev
+	$(PY) -m pytest -q -m ''
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests
+
+docs: $(VENV)/.base
+	$(PY) scripts/gen_module_table.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

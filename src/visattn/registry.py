@@ -1,0 +1,190 @@
+"""The module registry: one key per attention mechanism, with the facts about its paper.
+
+Every module class is registered once with ``@register(key, **metadata)``. The metadata is written
+once and drives ``visattn list``/``info``, the docs table, the benchmarks and the test suite.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+__all__ = ["ModuleInfo", "register", "create", "list_modules", "info", "ROLES", "DOMAINS", "COMPLEXITIES"]
+
+#: What a module does in a network, and so what its ``forward`` takes and returns.
+#: plugin: ``(B, C, H, W) -> (B, C, H, W)``, re-weights a feature map in place.
+#: conv: replaces a convolution, ``(B, C, H, W) -> (B, out_channels, H/stride, W/stride)``.
+#: context: relation-based, ``(B, C, H, W) -> (B, C, H, W)`` (or ``out_channels``), usually O((HW)^2).
+#: gate: ``forward(x, g)`` with a gating signal ``g``, returns x's shape.
+#: transform: warps its input, same shape.
+ROLES = ("plugin", "conv", "context", "gate", "transform")
+DOMAINS = ("channel", "spatial", "channel+spatial", "context")
+COMPLEXITIES = ("O(HW)", "O(HW(H+W))", "O((HW)^2)")
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """Facts about one registered attention module.
+
+    Attributes:
+        key: registry key, short lowercase (``"se"``).
+        cls: the module class.
+        title: the module's name as its paper gives it.
+        paper: the paper's title.
+        authors: first author "et al.".
+        venue: where it appeared (``"CVPR"``), or ``"arXiv"``.
+        year: publication year.
+        arxiv: arXiv id, or ``None``.
+        code: URL of the official code, or ``None``.
+        family: the file/family it belongs to (``"squeeze-excite"``).
+        domain: one of :data:`DOMAINS`.
+        weights: how the attention weights are computed (``"pool+mlp"``, ``"conv"``, ``"matmul"``,
+            ``"statistics"``, ``"sampling"``).
+        applied: how they are applied (``"scale"``, ``"matrix product"``, ``"add"``, ``"warp"``).
+        role: one of :data:`ROLES`.
+        complexity: spatial complexity, one of :data:`COMPLEXITIES`.
+        parameter_free: whether the module has no learnable parameters.
+        note: where the paper and the official code differ and which one visattn follows.
+        size_bound: the module is built for one feature size and takes ``feature_size=(H, W)``.
+        defaults: keyword defaults of the constructor (derived from its signature).
+    """
+
+    key: str
+    cls: type[nn.Module]
+    title: str
+    paper: str
+    authors: str
+    venue: str
+    year: int
+    arxiv: str | None
+    code: str | None
+    family: str
+    domain: str
+    weights: str
+    applied: str
+    role: str
+    complexity: str
+    parameter_free: bool = False
+    note: str = ""
+    size_bound: bool = False
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def paper_url(self) -> str | None:
+        """Link to the paper (arXiv abstract page) when it has an arXiv id."""
+        return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else None
+
+    @property
+    def citation(self) -> str:
+        """Short citation, e.g. ``Hu et al., CVPR 2018``."""
+        return f"{self.authors}, {self.venue} {self.year}"
+
+
+_REGISTRY: dict[str, ModuleInfo] = {}
+
+
+def _constructor_defaults(cls: type) -> dict[str, Any]:
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+
+
+def register(key: str, **metadata: Any):
+    """Class decorator adding an attention module to the registry under ``key``.
+
+    Args:
+        key: short lowercase registry key.
+        **metadata: the :class:`ModuleInfo` fields other than ``key``, ``cls`` and ``defaults``.
+
+    Raises:
+        ValueError: if ``key`` is already registered, or a field has a value outside its vocabulary.
+    """
+
+    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+        if key in _REGISTRY:
+            raise ValueError(f"visattn: registry key {key!r} is already registered to {_REGISTRY[key].cls.__name__}")
+        if key != key.lower() or not key.replace("_", "").isalnum():
+            raise ValueError(f"visattn: registry key {key!r} must be lowercase letters, digits and '_'")
+        for name, allowed in (("role", ROLES), ("domain", DOMAINS), ("complexity", COMPLEXITIES)):
+            if metadata.get(name) not in allowed:
+                raise ValueError(f"visattn: {key!r} has {name}={metadata.get(name)!r}; expected one of {allowed}")
+        _REGISTRY[key] = ModuleInfo(key=key, cls=cls, defaults=_constructor_defaults(cls), **metadata)
+        return cls
+
+    return decorator
+
+
+def _ensure_loaded() -> None:
+    from . import modules  # noqa: F401  (importing registers every module)
+
+
+def _lookup(key: str) -> ModuleInfo:
+    _ensure_loaded()
+    try:
+        return _REGISTRY[key]
+    except KeyError:
+        close = difflib.get_close_matches(str(key).lower(), _REGISTRY, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(k) for k in close)}?" if close else ""
+        raise KeyError(f"visattn: unknown module {key!r}.{hint} `visattn.list_modules()` lists all keys.") from None
+
+
+def info(key: str) -> ModuleInfo:
+    """Return the :class:`ModuleInfo` of ``key``; raises ``KeyError`` with suggestions if unknown."""
+    return _lookup(key)
+
+
+def list_modules(pattern: str | None = None, role: str | None = None) -> list[str]:
+    """Sorted registry keys, optionally filtered by an fnmatch ``pattern`` and a ``role``.
+
+    Example:
+        >>> "se" in list_modules()
+        True
+        >>> list_modules("cb*")
+        ['cbam']
+    """
+    _ensure_loaded()
+    if role is not None and role not in ROLES:
+        raise ValueError(f"visattn: unknown role {role!r}; expected one of {ROLES}")
+    keys = sorted(_REGISTRY)
+    if pattern is not None:
+        keys = [k for k in keys if fnmatch.fnmatchcase(k, pattern)]
+    if role is not None:
+        keys = [k for k in keys if _REGISTRY[k].role == role]
+    return keys
+
+
+def create(key: str, channels: int, **kwargs: Any) -> nn.Module:
+    """Build the module registered under ``key`` for ``channels`` input channels.
+
+    Args:
+        key: registry key (``visattn.list_modules()``).
+        channels: input channels, the first argument of every module.
+        **kwargs: the module's keyword arguments (see ``visattn.info(key).defaults``).
+
+    Raises:
+        KeyError: unknown key (with the closest keys suggested).
+        TypeError: a keyword argument the module does not take (with the ones it does).
+
+    Example:
+        >>> m = create("se", 64, reduction=8)
+        >>> type(m).__name__
+        'SqueezeExcite'
+    """
+    meta = _lookup(key)
+    params = inspect.signature(meta.cls.__init__).parameters
+    accepted = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, accepted, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise TypeError(
+            f"visattn: {meta.cls.__name__} ({key!r}) got unexpected keyword argument(s) {', '.join(hints)}; "
+            f"it accepts {accepted}"
+        )
+    return meta.cls(channels, **kwargs)
