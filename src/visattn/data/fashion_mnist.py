@@ -1,0 +1,111 @@
+"""Fashion-MNIST (Xiao et al., 2017): 70,000 28x28 grey images of 10 clothing classes.
+
+Looked for, in order: ``data_dir``, ``$VISATTN_DATA`` (the folder itself or its ``fashion-mnist/``),
+Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``), and the user
+cache (``$XDG_CACHE_HOME/visattn/fashion-mnist``). If none has the files, they are downloaded into
+the cache from the canonical URLs and checked against the published MD5 sums.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+from pathlib import Path
+
+import torch
+
+from .download import ChecksumError, download
+from .idx import IdxFormatError, read_idx
+
+__all__ = ["CLASSES", "FILES", "DatasetNotFoundError", "find_fashion_mnist", "load_fashion_mnist", "cache_dir"]
+
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+#: file name -> MD5 of the .gz published by the Fashion-MNIST authors
+FILES = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+_HOW_TO_GET = (
+    "Fashion-MNIST was not found. Get it one of these ways:\n"
+    "  - Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist   (files land in /usr/share/datasets/fashion-mnist)\n"
+    "  - put the four idx .gz files in a folder and pass --data-dir DIR or set VISATTN_DATA=DIR\n"
+    f"  - allow a download from {BASE_URL} (needs network)"
+)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The data set is in none of the searched places and could not be downloaded."""
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/visattn`` (default ``~/.cache/visattn``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "visattn"
+
+
+def _candidates(data_dir: str | Path | None) -> list[Path]:
+    places = []
+    for base in (data_dir, os.environ.get("VISATTN_DATA")):
+        if base:
+            places += [Path(base), Path(base) / "fashion-mnist"]
+    return places + [DEBIAN_DIR, cache_dir() / "fashion-mnist"]
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in FILES)
+
+
+def find_fashion_mnist(data_dir: str | Path | None = None, *, download_missing: bool = True,
+                       base_url: str | None = None) -> Path:
+    """Return the folder holding the four Fashion-MNIST idx .gz files, downloading them if allowed.
+
+    Raises:
+        DatasetNotFoundError: not found, and the download was not allowed or failed (the message says
+            how to get the data).
+        FileNotFoundError: an explicitly given ``data_dir`` does not exist.
+    """
+    if data_dir is not None and not Path(data_dir).exists():
+        raise FileNotFoundError(f"--data-dir {data_dir}: no such folder")
+    for folder in _candidates(data_dir):
+        if _complete(folder):
+            return folder
+    if not download_missing:
+        raise DatasetNotFoundError(_HOW_TO_GET)
+    target = cache_dir() / "fashion-mnist"
+    base_url = base_url or os.environ.get("VISATTN_FASHION_MNIST_URL", BASE_URL)
+    try:
+        for name, md5 in FILES.items():
+            if not (target / name).is_file():
+                download(base_url.rstrip("/") + "/" + name, target / name, md5=md5)
+    except ChecksumError:
+        raise
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        raise DatasetNotFoundError(f"{_HOW_TO_GET}\n(the download failed: {err})") from None
+    return target
+
+
+def load_fashion_mnist(split: str = "train", data_dir: str | Path | None = None, *,
+                       download_missing: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load one split as ``(images, labels)``: uint8 ``(N, 28, 28)`` and int64 ``(N,)``.
+
+    Args:
+        split: ``"train"`` (60,000 images) or ``"test"`` (10,000).
+        data_dir: a folder with the idx .gz files (searched first).
+        download_missing: download into the cache when no searched place has the files.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"Fashion-MNIST split must be 'train' or 'test', got {split!r}")
+    folder = find_fashion_mnist(data_dir, download_missing=download_missing)
+    prefix = "train" if split == "train" else "t10k"
+    try:
+        images = read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
+        labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
+    except IdxFormatError as err:
+        raise IdxFormatError(f"Fashion-MNIST in {folder} is corrupt: {err}") from None
+    if images.dim() != 3 or labels.dim() != 1 or images.shape[0] != labels.shape[0]:
+        raise IdxFormatError(f"Fashion-MNIST in {folder}: images {tuple(images.shape)} and labels "
+                             f"{tuple(labels.shape)} do not pair up")
+    return images, labels.long()
