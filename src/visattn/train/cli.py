@@ -1,0 +1,176 @@
+"""`visattn train`, `visattn compare` and `visattn ablate`: argument parsing only."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+
+from ..data.loader import DATASETS
+from .config import SCHEDULES, TrainConfig
+
+__all__ = ["add_parser", "DEMO_MODULES"]
+
+#: What `make demo` compares.
+DEMO_MODULES = ("none", "se", "eca", "cbam", "coord", "simam")
+
+
+def _kv(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value  # a bare word: a string such as gate_layer=tanh
+    return key.strip(), parsed
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
+    g = p.add_argument_group("recipe")
+    g.add_argument("--backbone", default="resnet20", help="e.g. resnet20, resnet56, resnet18 (default resnet20)")
+    g.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    g.add_argument("--data-dir", default=None, help="data folder (Fashion-MNIST idx files, a CIFAR python folder, "
+                   "or an ImageFolder tree with train/ and val/)")
+    g.add_argument("--epochs", type=_positive(int), default=epochs)
+    g.add_argument("--batch-size", type=_positive(int), default=128)
+    g.add_argument("--lr", type=_positive(float), default=0.1)
+    g.add_argument("--schedule", choices=SCHEDULES, default="onecycle")
+    g.add_argument("--wd", type=float, default=5e-4, help="weight decay (not on norms and biases)")
+    g.add_argument("--train-limit", type=_positive(int), default=None, help="use only the first N training images")
+    g.add_argument("--val-limit", type=_positive(int), default=None, help="use only the first N test images")
+    g.add_argument("--image-size", type=_positive(int), default=32, help="resize ImageFolder images to this size")
+    g.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 on CUDA)")
+    g.add_argument("--channels-last", action="store_true")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    g.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+
+
+def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
+    return TrainConfig(backbone=args.backbone, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, weight_decay=args.wd,
+                       train_limit=args.train_limit, val_limit=args.val_limit, image_size=args.image_size,
+                       amp=args.amp, channels_last=args.channels_last, compile=args.compile, device=args.device,
+                       pad=2 if args.dataset == "fashion-mnist" else 4, **extra)
+
+
+def _check_attention(keys, position: str = "standard") -> None:
+    from ..cli import CLIError
+    from ..registry import info
+
+    for key in keys:
+        if key in (None, "none"):
+            continue
+        try:
+            info(key)
+        except KeyError as err:
+            raise CLIError(err.args[0]) from None
+
+
+def _run(fn):
+    """Turn the library's user-facing errors into one-line CLI errors (exit 2)."""
+    from ..cli import CLIError
+    from ..data import DatasetNotFoundError
+    from ..data.idx import IdxFormatError
+    from .trainer import ConfigMismatchError
+
+    try:
+        return fn()
+    except (DatasetNotFoundError, IdxFormatError, ConfigMismatchError, FileNotFoundError) as err:
+        raise CLIError(str(err)) from None
+    except (ValueError, TypeError, KeyError) as err:
+        message = err.args[0] if err.args else repr(err)
+        raise CLIError(message) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .trainer import train
+
+    _check_attention([args.attention])
+    config = _run(lambda: _base_config(args, attention=args.attention, position=args.position,
+                                       attention_kwargs=dict(args.attention_kw), seed=args.seed))
+    out = args.out or f"runs/{config.backbone}-{config.attention or 'none'}-{config.digest()}"
+    _run(lambda: train(config, out, progress=not args.no_progress))
+    print(f"run folder: {out}")
+    return 0
+
+
+def _print_leaderboard(out: str) -> None:
+    from pathlib import Path
+
+    print(Path(out, "leaderboard.md").read_text())
+    print(f"written: {out}/leaderboard.md, {out}/leaderboard.json and plots")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import Variant, compare
+
+    keys = [k.strip() for k in args.attention.split(",") if k.strip()]
+    _check_attention(keys)
+    variants = [Variant(k, None if k == "none" else k) for k in keys]
+    base = _run(lambda: _base_config(args))
+    _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress))
+    _print_leaderboard(args.out)
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .compare import ablation_variants, compare
+
+    variants = _run(lambda: ablation_variants(args.key))
+    base = _run(lambda: _base_config(args))
+    _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress))
+    _print_leaderboard(args.out)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a backbone with an attention module")
+    p.add_argument("--attention", default=None, help="registry key, or none")
+    p.add_argument("--position", default="standard", choices=("standard", "pre", "post", "identity"))
+    p.add_argument("--attention-kw", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="module argument, repeatable (e.g. --attention-kw reduction=8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="run folder (default runs/<backbone>-<attention>-<hash>)")
+    _recipe_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="train several modules with one recipe and rank them")
+    p.add_argument("--attention", default=",".join(DEMO_MODULES), help="comma-separated keys, 'none' for the "
+                   f"plain backbone (default {','.join(DEMO_MODULES)})")
+    p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, e.g. 1,2,3")
+    p.add_argument("--out", default="runs/compare")
+    _recipe_arguments(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("ablate", help="the SE paper's ablations (squeeze, excitation, ratio, integration)")
+    p.add_argument("key", nargs="?", default="se", choices=("se",))
+    p.add_argument("--seeds", type=_int_list, default=[0])
+    p.add_argument("--out", default="runs/ablate-se")
+    _recipe_arguments(p)
+    p.set_defaults(func=cmd_ablate)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the `visattn` command")

@@ -1,0 +1,190 @@
+"""`visattn compare` and `visattn ablate`: many runs of one recipe, then a leaderboard.
+
+Each run lives in its own folder under the output folder, named by what differs
+(``se-s1``, ``se-r8-s1``); finished runs are skipped and unfinished ones resume, so a comparison
+can be interrupted and started again with the same command.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..registry import info
+from .checkpoint import atomic_write_text
+from .config import TrainConfig
+from .trainer import build_model, train
+
+__all__ = ["Variant", "compare", "ablation_variants", "leaderboard_rows", "model_latency", "ABLATIONS"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One entry of a comparison: a label and the recipe changes it makes."""
+
+    label: str
+    attention: str | None = None
+    position: str = "standard"
+    attention_kwargs: tuple[tuple[str, Any], ...] = ()
+    group: str = ""
+
+    @property
+    def slug(self) -> str:
+        """Folder name: the module, then what differs from its defaults (equal recipes share a folder)."""
+        parts = [self.attention or "none"]
+        if self.position != "standard":
+            parts.append(self.position)
+        defaults = info(self.attention).defaults if self.attention else {}
+        parts += [f"{k}{v}" for k, v in self.attention_kwargs if defaults.get(k, object()) != v]
+        return "-".join(str(p).replace("_", "") for p in parts)
+
+    def apply(self, base: TrainConfig, seed: int) -> TrainConfig:
+        return replace(base, attention=self.attention, position=self.position,
+                       attention_kwargs=dict(self.attention_kwargs), seed=seed)
+
+
+#: The SE paper's ablations (Hu et al., Tables 11-14): group -> (column title, argument, values).
+ABLATIONS: dict[str, tuple[str, str, tuple[Any, ...]]] = {
+    "squeeze (Table 11)": ("Squeeze", "squeeze", ("avg", "max")),
+    "excitation (Table 12)": ("Excitation", "gate_layer", ("sigmoid", "tanh", "relu")),
+    "reduction ratio (Table 10)": ("Ratio r", "reduction", (2, 4, 8, 16, 32)),
+    "integration strategy (Table 14)": ("Design", "position", ("standard", "pre", "post", "identity")),
+}
+
+
+def ablation_variants(key: str = "se") -> list[Variant]:
+    """The SE ablation grid. The default setting is in every table; its runs are shared (same folder)."""
+    if key != "se":
+        raise ValueError(f"ablations are defined for 'se' (the SE paper's Tables 10-14), not {key!r}")
+    out = []
+    for group, (_, name, values) in ABLATIONS.items():
+        for value in values:
+            if name == "position":
+                out.append(Variant(str(value), "se", position=value, group=group))
+            else:
+                out.append(Variant(str(value), "se", attention_kwargs=((name, value),), group=group))
+    return out
+
+
+def model_latency(model: torch.nn.Module, input_shape: tuple[int, ...], device: str = "cpu",
+                  repeat: int = 30) -> float:
+    """Median forward latency in milliseconds (inference mode, after warm-up)."""
+    model = model.to(device).eval()
+    x = torch.randn(input_shape, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for _ in range(5):
+            model(x)
+        for _ in range(repeat):
+            sync()
+            t0 = time.perf_counter()
+            model(x)
+            sync()
+            times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def compare(base: TrainConfig, variants: Sequence[Variant], seeds: Sequence[int], out: str | Path, *,
+            progress: bool = True, log: Callable[..., None] = print, latency: bool = True) -> list[dict]:
+    """Train every variant with every seed into ``out/<slug>-s<seed>``; write the leaderboard; return its rows."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    unique = list({v.slug: v for v in variants}.values())
+    results: dict[str, list[dict]] = {}
+    total = len(unique) * len(seeds)
+    done = 0
+    for variant in unique:
+        for seed in seeds:
+            done += 1
+            run_dir = out / f"{variant.slug}-s{seed}"
+            log(f"[{done}/{total}] {variant.slug}, seed {seed} -> {run_dir}")
+            results.setdefault(variant.slug, []).append(train(variant.apply(base, seed), run_dir,
+                                                              progress=progress, log=log))
+    rows = leaderboard_rows(base, variants, results, latency=latency)
+    write_leaderboard(out, base, rows)
+    return rows
+
+
+def leaderboard_rows(base: TrainConfig, variants: Sequence[Variant], results: dict[str, list[dict]], *,
+                     latency: bool = True) -> list[dict]:
+    rows, seen = [], set()
+    for variant in variants:
+        if variant.slug in seen and not variant.group:
+            continue
+        seen.add(variant.slug)
+        runs = results[variant.slug]
+        accs = [r["accuracy"] for r in runs]
+        first = runs[0]
+        row = {
+            "label": variant.label, "group": variant.group, "attention": variant.attention or "none",
+            "slug": variant.slug, "accuracy_mean": statistics.fmean(accs),
+            "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "seeds": len(accs),
+            "params": first["params"], "flops": first["flops"],
+            "train_time_s": statistics.fmean(r["train_time_s"] for r in runs),
+            "images_per_s": statistics.fmean(r["images_per_s"] for r in runs),
+        }
+        if latency:
+            cfg = variant.apply(base, 0)
+            in_chans = 1 if base.dataset == "fashion-mnist" else 3
+            size = 28 if base.dataset == "fashion-mnist" else base.image_size
+            model = build_model(cfg, in_chans, 100 if base.dataset == "cifar100" else 10)
+            row["latency_cpu_ms"] = model_latency(model, (1, in_chans, size, size), "cpu")
+            if torch.cuda.is_available():
+                row["latency_gpu_ms"] = model_latency(model, (1, in_chans, size, size), "cuda")
+        rows.append(row)
+    return rows
+
+
+def _fmt_row(r: dict, baseline: dict | None) -> str:
+    delta = f"{r['accuracy_mean'] - baseline['accuracy_mean']:+.2f}" if baseline else ""
+    lat = f"{r['latency_cpu_ms']:.2f}" if "latency_cpu_ms" in r else "-"
+    gpu = f" {r['latency_gpu_ms']:.2f} |" if "latency_gpu_ms" in r else ""
+    return (f"| {r['label']} | {r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} | {delta} | {r['params']:,} | "
+            f"{r['flops'] / 1e6:.2f} | {lat} |{gpu} {r['train_time_s']:.0f} | {r['images_per_s']:,.0f} |")
+
+
+def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Leaderboard") -> str:
+    """Markdown tables: one for a comparison, one per ablation group (the SE paper's layout)."""
+    gpu = any("latency_gpu_ms" in r for r in rows)
+    head = ("| {first} | top-1 acc. % (mean ± std) | Δ vs first | params | MFLOPs | CPU latency ms |"
+            + (" GPU latency ms |" if gpu else "") + " train time s | train img/s |")
+    rule = "|---" * (9 if gpu else 8) + "|"
+    seeds = max(r["seeds"] for r in rows)
+    lines = [f"# {title}", "",
+             f"{base.backbone} on {base.dataset}, {base.epochs} epoch(s), batch {base.batch_size}, lr {base.lr} "
+             f"({base.schedule}), {seeds} seed(s) each"
+             + (f", {base.train_limit:,} training images" if base.train_limit else "")
+             + (f", {base.val_limit:,} validation images" if base.val_limit else "")
+             + ". Latency: median forward of one image, batch 1.", ""]
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    for group in groups:
+        members = [r for r in rows if r["group"] == group]
+        if not group:
+            members.sort(key=lambda r: -r["accuracy_mean"])
+            baseline = next((r for r in members if r["attention"] == "none"), None)
+        else:
+            baseline = members[0]
+            lines += [f"## {group}", ""]
+        first = ABLATIONS[group][0] if group in ABLATIONS else "module"
+        lines += [head.format(first=first), rule]
+        lines += [_fmt_row(r, baseline) for r in members]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_leaderboard(out: Path, base: TrainConfig, rows: list[dict], title: str = "Leaderboard") -> None:
+    atomic_write_text(out / "leaderboard.json", json.dumps({"config": base.to_dict(), "rows": rows}, indent=2))
+    atomic_write_text(out / "leaderboard.md", leaderboard_markdown(base, rows, title))
+    try:
+        from .plots import plot_leaderboard
+    except ImportError:
+        return
+    plot_leaderboard(out, rows)

@@ -1,0 +1,76 @@
+"""The recipe of one training run, as a flat, JSON-friendly dataclass."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["TrainConfig", "SCHEDULES"]
+
+SCHEDULES = ("onecycle", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides what a run computes (the output folder and display options aside)."""
+
+    backbone: str = "resnet20"
+    attention: str | None = None
+    position: str = "standard"
+    attention_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 0.1
+    schedule: str = "onecycle"
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    label_smoothing: float = 0.0
+    pad: int = 4
+    flip: bool = True
+    train_limit: int | None = None
+    val_limit: int | None = None
+    image_size: int = 32
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.attention in ("", "none", "None"):
+            self.attention = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def same_run(self, other: TrainConfig) -> bool:
+        """Whether ``other`` computes the same thing (the epoch budget may grow: a run can be extended)."""
+        a, b = self.to_dict(), other.to_dict()
+        for d in (a, b):
+            d.pop("epochs")
+            d.pop("data_dir")
+            d.pop("device")
+        return a == b
+
+    def digest(self) -> str:
+        """Short hash of the recipe, for naming runs."""
+        d = self.to_dict()
+        d.pop("data_dir")
+        d.pop("device")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]

@@ -1,0 +1,257 @@
+"""One training run: a backbone with (or without) an attention module, on one data set, resumable.
+
+Output folder layout::
+
+    config.json        the recipe (TrainConfig)
+    metrics.jsonl      one line per finished epoch
+    checkpoints/       epoch-NNN.pt, the newest two, written atomically
+    result.json        written when the run is complete
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.loader import BatchLoader, ImageData, load_dataset
+from .checkpoint import atomic_write_text, load_latest, save_checkpoint
+from .config import TrainConfig
+from .distributed import DistInfo, all_reduce_sum, setup_distributed, teardown_distributed
+from .progress import Progress
+
+__all__ = ["train", "build_model", "count_flops", "resolve_device", "ConfigMismatchError"]
+
+
+class ConfigMismatchError(ValueError):
+    """The output folder holds a run with a different recipe."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but CUDA is not available")
+    return device
+
+
+def build_model(config: TrainConfig, in_chans: int, num_classes: int) -> nn.Module:
+    """The backbone of ``config`` with its attention module."""
+    from ..backbones import create as create_backbone
+
+    return create_backbone(config.backbone, attention=config.attention, attention_kwargs=dict(config.attention_kwargs),
+                           position=config.position, in_chans=in_chans, num_classes=num_classes)
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass (matmul/conv, as ``torch.utils.flop_counter`` counts them: 2 per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(input_shape))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def _schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total: int):
+    if config.schedule == "onecycle" and total >= 4:
+        # a quarter of the steps warm up (at least two, so very short runs still have both phases)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
+                                                   pct_start=min(0.5, max(0.25, 2.0 / total)), div_factor=10,
+                                                   final_div_factor=100)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ImageData, config: TrainConfig, device: torch.device,
+             dist: DistInfo) -> tuple[float, float]:
+    """Top-1 accuracy (%) and mean loss on ``data``, each rank on its own slice, summed over ranks."""
+    model.eval()
+    part = ImageData(data.images[dist.rank::dist.world_size], data.labels[dist.rank::dist.world_size],
+                     data.classes, data.mean, data.std)
+    correct = loss_sum = 0.0
+    for x, y in BatchLoader(part, 512):
+        x, y = x.to(device), y.to(device)
+        if config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=config.amp):
+            logits = model(x)
+        loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    correct, loss_sum, n = all_reduce_sum([correct, loss_sum, float(len(part))], dist, device)
+    model.train()
+    return 100.0 * correct / n, loss_sum / n
+
+
+def _amp_dtype(device: torch.device) -> torch.dtype:
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def _prepare_out(out: Path, config: TrainConfig, is_main: bool) -> None:
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        old = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+        if not old.same_run(config):
+            diff = {k: (v, config.to_dict()[k]) for k, v in old.to_dict().items()
+                    if v != config.to_dict()[k] and k not in ("epochs", "data_dir", "device")}
+            raise ConfigMismatchError(f"{out} holds a run with a different recipe (was -> now: {diff}); "
+                                      "use another --out or delete that folder")
+    if is_main:
+        atomic_write_text(cfg_path, json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def _truncate_metrics(path: Path, last_epoch: int) -> None:
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= last_epoch]
+    atomic_write_text(path, "".join(ln + "\n" for ln in lines))
+
+
+def train(config: TrainConfig, out: str | Path, *, progress: bool = True, log=print) -> dict[str, Any]:
+    """Train ``config`` into folder ``out``, resuming from its newest good checkpoint; return the result.
+
+    A finished run (``result.json`` present for at least ``config.epochs`` epochs) is not trained again.
+    Under ``torchrun`` the same call trains with DistributedDataParallel; only rank 0 writes.
+    """
+    out = Path(out)
+    device = resolve_device(config.device)
+    dist = setup_distributed(device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        return _train(config, out, device, dist, progress, log if dist.is_main else (lambda *a, **k: None))
+    finally:
+        teardown_distributed(dist)
+
+
+def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, progress: bool, log):
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # denormals slow CPU training several-fold
+    result_path = out / "result.json"
+    if result_path.exists():
+        done = json.loads(result_path.read_text())
+        if TrainConfig.from_dict(done["config"]).same_run(config) and done["epochs"] >= config.epochs:
+            log(f"{out}: already finished ({done['accuracy']:.2f}% after {done['epochs']} epochs)")
+            return done
+    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out(out, config, dist.is_main)
+
+    train_data, val_data = load_dataset(config.dataset, config.data_dir, train_limit=config.train_limit,
+                                        val_limit=config.val_limit, image_size=config.image_size)
+    torch.manual_seed(config.seed)
+    model = build_model(config, train_data.in_chans, len(train_data.classes))
+    sample_shape = (1, *train_data.images.shape[1:])
+    params = sum(p.numel() for p in model.parameters())
+    flops = count_flops(model, sample_shape)
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    loader = BatchLoader(train_data, config.batch_size, shuffle=True, augment=True, pad=config.pad,
+                         flip=config.flip, seed=config.seed, rank=dist.rank, world_size=dist.world_size,
+                         drop_last=len(train_data) >= config.batch_size * dist.world_size)
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms, biases, scales
+    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=config.lr,
+                                momentum=config.momentum, nesterov=True)
+    scheduler = _schedule(config, optimizer, config.epochs * len(loader))
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+
+    start_epoch, elapsed = 0, 0.0
+    resumed = load_latest(out / "checkpoints")
+    if resumed is not None:
+        state, path = resumed
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("schedule_steps") == config.epochs * len(loader):
+            scheduler.load_state_dict(state["scheduler"])
+        else:  # the epoch budget grew: keep the weights, run a fresh schedule over the remaining epochs
+            warnings.warn(f"{out}: epochs changed; the learning-rate schedule restarts from epoch "
+                          f"{state['epoch'] + 1}", stacklevel=2)
+            scheduler = _schedule(config, optimizer, (config.epochs - int(state["epoch"])) * len(loader))
+        start_epoch, elapsed = int(state["epoch"]), float(state.get("elapsed", 0.0))
+        torch.set_rng_state(state["rng"])
+        log(f"resuming {out} from {path.name} (epoch {start_epoch} done)")
+    if dist.is_main:
+        _truncate_metrics(out / "metrics.jsonl", start_epoch)
+
+    train_model: nn.Module = model
+    if dist.enabled:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                          else None)
+    if config.compile:
+        train_model = torch.compile(train_model)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    log(f"{config.backbone} + {config.attention or 'no attention'} ({params:,} params, {flops / 1e6:.1f} MFLOPs) "
+        f"on {config.dataset}: {len(train_data):,} train / {len(val_data):,} val images, {device}"
+        + (f", {dist.world_size} processes" if dist.enabled else ""))
+    accuracy = val_loss = math.nan
+    with Progress(config.epochs, enabled=progress and dist.is_main) as bar:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            loader.set_epoch(epoch)
+            model.train()
+            bar.start_epoch(epoch, len(loader))
+            t0 = time.perf_counter()
+            loss_sum, seen = 0.0, 0
+            for i, (x, y) in enumerate(loader):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=config.amp):
+                    loss = criterion(train_model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"loss became {loss_value} at epoch {epoch}, batch {i}; "
+                                             "lower --lr or disable --amp")
+                loss_sum += loss_value * len(y)
+                seen += len(y)
+                bar.batch(i, loss_value, len(y) * dist.world_size)
+            epoch_time = time.perf_counter() - t0
+            elapsed += epoch_time
+            accuracy, val_loss = evaluate(model, val_data, config, device, dist)
+            record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen), "val_loss": val_loss,
+                      "val_accuracy": accuracy, "lr": scheduler.get_last_lr()[0], "epoch_time_s": epoch_time,
+                      "images_per_s": seen * dist.world_size / epoch_time}
+            bar.message(f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f}, "
+                        f"val loss {val_loss:.4f}, val acc {accuracy:.2f}%, {record['images_per_s']:,.0f} img/s")
+            if dist.is_main:
+                with open(out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                save_checkpoint(out / "checkpoints", epoch, {
+                    "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "elapsed": elapsed,
+                    "schedule_steps": config.epochs * len(loader), "config": config.to_dict()})
+
+    if math.isnan(accuracy):  # nothing left to train: the last checkpoint is the final model
+        accuracy, val_loss = evaluate(model, val_data, config, device, dist)
+    result = {
+        "accuracy": accuracy, "loss": val_loss, "epochs": config.epochs, "params": params, "flops": flops,
+        "train_time_s": elapsed, "images_per_s": config.epochs * len(train_data) / max(elapsed, 1e-9),
+        "device": str(device), "world_size": dist.world_size, "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "config": config.to_dict(),
+    }
+    if dist.is_main:
+        atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
+    log(f"done: {accuracy:.2f}% top-1 on {len(val_data):,} val images after {config.epochs} epochs "
+        f"({elapsed:.0f} s of training)")
+    return result

@@ -1,0 +1,109 @@
+import json
+import warnings
+
+import pytest
+import torch
+
+from visattn.train import TrainConfig, train
+from visattn.train import trainer as trainer_mod
+from visattn.train.checkpoint import CorruptCheckpointWarning, checkpoint_paths
+from visattn.train.trainer import ConfigMismatchError
+
+
+def config(data, **kw):
+    base = dict(backbone="resnet20", attention="se", data_dir=str(data), epochs=2, batch_size=16, lr=0.05,
+                train_limit=64, val_limit=32, seed=3, device="cpu")
+    return TrainConfig(**(base | kw))
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def test_run_writes_metrics_checkpoints_result(tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    result = train(config(tiny_fmnist), out, progress=False, log=quiet)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert {"train_loss", "val_loss", "val_accuracy", "lr", "images_per_s"} <= set(lines[0])
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["accuracy"] == result["accuracy"] and 0 <= saved["accuracy"] <= 100
+    assert saved["params"] > 0 and saved["flops"] > 0 and saved["config"]["attention"] == "se"
+    ckpts = checkpoint_paths(out / "checkpoints")
+    assert [p.name for p in ckpts] == ["epoch-002.pt", "epoch-001.pt"]
+    state = torch.load(ckpts[0], weights_only=True)
+    assert state["epoch"] == 2 and "model" in state
+    assert not list((out / "checkpoints").glob(".*"))  # no temp files left
+
+
+def test_finished_run_is_not_trained_again(tiny_fmnist, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    first = train(config(tiny_fmnist), out, progress=False, log=quiet)
+    monkeypatch.setattr(trainer_mod, "load_dataset", lambda *a, **k: pytest.fail("trained again"))
+    assert train(config(tiny_fmnist), out, progress=False, log=quiet) == first
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_fmnist, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    train(config(tiny_fmnist), straight, progress=False, log=quiet)
+
+    out = tmp_path / "interrupted"
+    real_save = trainer_mod.save_checkpoint
+
+    def save_then_crash(folder, epoch, state, **kw):
+        path = real_save(folder, epoch, state, **kw)
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tiny_fmnist), out, progress=False, log=quiet)
+    assert not (out / "result.json").exists()
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    messages = []
+    train(config(tiny_fmnist), out, progress=False, log=messages.append)
+    assert any("resuming" in m and "epoch-001.pt" in m for m in messages)
+    a = torch.load(out / "checkpoints" / "epoch-002.pt", weights_only=True)["model"]
+    b = torch.load(straight / "checkpoints" / "epoch-002.pt", weights_only=True)["model"]
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_corrupt_checkpoint_falls_back_to_previous(tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    train(config(tiny_fmnist), out, progress=False, log=quiet)
+    (out / "result.json").unlink()
+    (out / "checkpoints" / "epoch-002.pt").write_bytes(b"\x00garbage")
+    messages = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(config(tiny_fmnist), out, progress=False, log=messages.append)
+    assert any(issubclass(w.category, CorruptCheckpointWarning) and "epoch-002.pt" in str(w.message)
+               for w in caught)
+    assert any("epoch-001.pt" in m for m in messages) and result["epochs"] == 2
+    assert torch.load(out / "checkpoints" / "epoch-002.pt", weights_only=True)["epoch"] == 2
+
+
+def test_different_recipe_in_same_folder_is_refused(tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    train(config(tiny_fmnist, epochs=1), out, progress=False, log=quiet)
+    with pytest.raises(ConfigMismatchError, match="attention"):
+        train(config(tiny_fmnist, epochs=1, attention="eca"), out, progress=False, log=quiet)
+
+
+def test_more_epochs_extends_a_finished_run(tiny_fmnist, tmp_path):
+    out = tmp_path / "run"
+    train(config(tiny_fmnist, epochs=1), out, progress=False, log=quiet)
+    with pytest.warns(UserWarning, match="schedule restarts"):
+        result = train(config(tiny_fmnist, epochs=2), out, progress=False, log=quiet)
+    assert result["epochs"] == 2
+    assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
