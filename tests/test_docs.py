@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from visattn._docs import END, START, modules_page, module_table
+from visattn._docs import END, START, module_table, modules_page
 
 ROOT = Path(__file__).resolve().parents[1]
 STALE = "stale: run `python scripts/gen_module_table.py` (or `make docs`)"

@@ -1,7 +1,9 @@
-"""`visattn demo`: every registered module on real Fashion-MNIST features, one table.
+"""`visattn demo`, what `make demo` runs: every module on real data, then a short comparison.
 
-A fixed random conv stem turns a batch of test images into (B, 64, 14, 14) features; each module
-runs on them and the table shows its parameter count, its time, and how much it changes the map.
+1. A fixed random conv stem turns a batch of Fashion-MNIST test images into (B, 64, 14, 14)
+   features; every registered module runs on them (parameters, time, how much it changes the map).
+2. ResNet-20 is trained with none / se / eca / cbam / coord / simam under one short recipe and the
+   leaderboard is printed (`visattn compare` with a small budget; finished runs are reused).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from argparse import Namespace
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -50,18 +53,8 @@ def module_stats(key: str, feats: torch.Tensor) -> dict:
             "finite": bool(torch.isfinite(out).all())}
 
 
-def run_demo(args: Namespace) -> int:
-    torch.set_flush_denormal(True)
-    torch.manual_seed(0)
-    try:
-        images, labels = load_fashion_mnist("test", getattr(args, "data_dir", None))
-    except (DatasetNotFoundError, FileNotFoundError) as err:
-        print(err, file=sys.stderr)
-        return 2
-    batch = images[:32].float().div(255).unsqueeze(1)
-    with torch.no_grad():
-        feats = stem().eval()(batch)
-    print(f"{len(batch)} Fashion-MNIST test images -> conv stem -> features {tuple(feats.shape)}\n")
+def module_table(feats: torch.Tensor) -> list[str]:
+    """Print one row per registered module; return the keys that failed."""
     header = f"{'key':<20}{'module':<34}{'role':<10}{'params':>10}{'ms':>9}{'out mean':>10}{'out std':>9}" \
              f"{'|y-x|/|x|':>11}"
     print(header)
@@ -78,4 +71,33 @@ def run_demo(args: Namespace) -> int:
               f"{r['out_mean']:>10.3f}{r['out_std']:>9.3f}{r['rel_change']:>11.3f}")
     print(f"\n{len(list_modules()) - len(failed)} of {len(list_modules())} modules ran on real data"
           + (f"; failed: {', '.join(failed)}" if failed else "."))
+    return failed
+
+
+def run_demo(args: Namespace) -> int:
+    torch.set_flush_denormal(True)
+    torch.manual_seed(0)
+    try:
+        images, labels = load_fashion_mnist("test", getattr(args, "data_dir", None))
+    except (DatasetNotFoundError, FileNotFoundError) as err:
+        print(err, file=sys.stderr)
+        return 2
+    batch = images[:32].float().div(255).unsqueeze(1)
+    with torch.no_grad():
+        feats = stem().eval()(batch)
+    print(f"{len(batch)} Fashion-MNIST test images -> conv stem -> features {tuple(feats.shape)}\n")
+    failed = module_table(feats)
+
+    from .train.cli import DEMO_MODULES
+    from .train.compare import Variant, compare
+    from .train.config import TrainConfig
+
+    base = TrainConfig(backbone="resnet20", dataset="fashion-mnist", data_dir=getattr(args, "data_dir", None),
+                       epochs=args.epochs, train_limit=args.train_limit, val_limit=args.val_limit, pad=2)
+    print(f"\nComparing {', '.join(DEMO_MODULES)} in ResNet-20: {args.epochs} epoch(s) on {args.train_limit:,} "
+          f"training images, tested on {args.val_limit:,} (the full run: see README).\n")
+    compare(base, [Variant(k, None if k == "none" else k) for k in DEMO_MODULES], [0], args.out,
+            progress=False)
+    print()
+    print((Path(args.out) / "leaderboard.md").read_text())
     return 1 if failed else 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
 
 import torch
 from torch import nn
@@ -20,7 +19,7 @@ __all__ = [
     "reduced_channels",
 ]
 
-LayerType = Union[str, type[nn.Module], Callable[..., nn.Module], None]
+LayerType = str | type[nn.Module] | Callable[..., nn.Module] | None
 
 _ACTS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=False),

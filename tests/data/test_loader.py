@@ -54,7 +54,7 @@ def test_shards_cover_the_epoch_like_distributed_sampler():
     loader = BatchLoader(data, 2, shuffle=True, seed=5)
     loader.set_epoch(1)
     b = [y for _, y in loader]
-    assert not all(torch.equal(u, v) for u, v in zip(a, b))  # a new order each epoch
+    assert not all(torch.equal(u, v) for u, v in zip(a, b, strict=True))  # a new order each epoch
 
 
 def test_cifar_folder(tmp_path):

@@ -31,7 +31,7 @@ FILES = {
 }
 _HOW_TO_GET = (
     "Fashion-MNIST was not found. Get it one of these ways:\n"
-    "  - Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist   (files land in /usr/share/datasets/fashion-mnist)\n"
+    "  - Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist  (files go to /usr/share/datasets/fashion-mnist)\n"
     "  - put the four idx .gz files in a folder and pass --data-dir DIR or set VISATTN_DATA=DIR\n"
     f"  - allow a download from {BASE_URL} (needs network)"
 )

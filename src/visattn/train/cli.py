@@ -75,7 +75,7 @@ def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
                        pad=2 if args.dataset == "fashion-mnist" else 4, **extra)
 
 
-def _check_attention(keys, position: str = "standard") -> None:
+def _check_attention(keys) -> None:
     from ..cli import CLIError
     from ..registry import info
 

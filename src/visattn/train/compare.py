@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -186,5 +187,6 @@ def write_leaderboard(out: Path, base: TrainConfig, rows: list[dict], title: str
     try:
         from .plots import plot_leaderboard
     except ImportError:
+        print("matplotlib is not installed: no plots (pip install 'visattn[viz]')", file=sys.stderr)
         return
     plot_leaderboard(out, rows)

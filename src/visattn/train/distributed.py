@@ -13,6 +13,8 @@ __all__ = ["DistInfo", "setup_distributed", "teardown_distributed", "all_reduce_
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in the process group (rank 0 of 1 when not distributed)."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0

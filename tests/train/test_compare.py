@@ -1,0 +1,77 @@
+import json
+
+import pytest
+
+from visattn.cli import main
+from visattn.train import TrainConfig, Variant, ablation_variants, compare
+from visattn.train.compare import ABLATIONS, leaderboard_markdown
+
+
+def base(data, **kw):
+    return TrainConfig(**(dict(backbone="resnet20", data_dir=str(data), epochs=1, batch_size=16, train_limit=32,
+                               val_limit=16, device="cpu") | kw))
+
+
+def test_compare_two_seeds_leaderboard(tiny_fmnist, tmp_path):
+    out = tmp_path / "cmp"
+    rows = compare(base(tiny_fmnist), [Variant("none"), Variant("se", "se")], [1, 2], out, progress=False,
+                   log=lambda *a: None)
+    assert {r["attention"] for r in rows} == {"none", "se"}
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["none-s1", "none-s2", "se-s1", "se-s2"]
+    se = next(r for r in rows if r["attention"] == "se")
+    runs = [json.loads((out / f"se-s{s}" / "result.json").read_text())["accuracy"] for s in (1, 2)]
+    assert se["accuracy_mean"] == pytest.approx(sum(runs) / 2) and se["seeds"] == 2
+    assert se["params"] > next(r for r in rows if r["attention"] == "none")["params"]
+    assert se["latency_cpu_ms"] > 0
+    md = (out / "leaderboard.md").read_text()
+    assert "| se |" in md and "| none |" in md and "± " in md
+    assert (out / "accuracy_vs_params.png").stat().st_size > 1000
+    assert (out / "accuracy_vs_latency.png").exists()
+    # run again: every run is finished, nothing is trained
+    again = compare(base(tiny_fmnist), [Variant("none"), Variant("se", "se")], [1, 2], out, progress=False,
+                    log=lambda *a: None, latency=False)
+    assert [r["accuracy_mean"] for r in again] == [r["accuracy_mean"] for r in rows]
+
+
+def test_ablation_grid_shares_the_default_run():
+    variants = ablation_variants("se")
+    assert len(variants) == sum(len(v[2]) for v in ABLATIONS.values()) == 14
+    slugs = {v.slug for v in variants}
+    assert len(slugs) == 11  # r=16, avg squeeze, sigmoid gate and standard position are one recipe
+    assert "se" in slugs and "se-reduction2" in slugs and "se-identity" in slugs and "se-gatelayertanh" in slugs
+    with pytest.raises(ValueError, match="se"):
+        ablation_variants("cbam")
+
+
+def test_ablation_markdown_has_one_table_per_group():
+    rows = [dict(label=str(v.label), group=v.group, attention="se", slug=v.slug, accuracy_mean=90.0, accuracy_std=0.1,
+                 seeds=2, params=100, flops=1e6, train_time_s=1.0, images_per_s=10.0) for v in ablation_variants()]
+    md = leaderboard_markdown(TrainConfig(), rows, "SE ablations")
+    for group, (column, _, _) in ABLATIONS.items():
+        assert f"## {group}" in md and f"| {column} |" in md
+
+
+def test_cli_compare_and_errors(tiny_fmnist, tmp_path, capsys):
+    out = tmp_path / "c"
+    argv = ["compare", "--attention", "none,eca", "--data-dir", str(tiny_fmnist), "--train-limit", "32",
+            "--val-limit", "16", "--batch-size", "16", "--out", str(out), "--no-progress", "--device", "cpu"]
+    assert main(argv) == 0
+    assert "| eca |" in capsys.readouterr().out
+    assert main(["compare", "--attention", "none,sex", "--out", str(out)]) == 2
+    assert "Did you mean 'se'" in capsys.readouterr().err
+    assert main(["train", "--dataset", "cifar10", "--out", str(tmp_path / "x")]) == 2
+    assert "--data-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", "--seeds", "1,x"])
+
+
+def test_cli_train_missing_data_is_a_message(tmp_path, capsys, monkeypatch):
+    from visattn.data import fashion_mnist as fm
+
+    monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "nowhere")
+    monkeypatch.delenv("VISATTN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("VISATTN_FASHION_MNIST_URL", "http://127.0.0.1:9/")
+    assert main(["train", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "apt-get install dataset-fashion-mnist" in err and "Traceback" not in err
