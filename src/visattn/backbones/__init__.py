@@ -1,0 +1,16 @@
+"""ResNet backbones with attention slots, and :func:`attach` for torchvision / timm ResNets.
+
+Example:
+    >>> import torch
+    >>> from visattn.backbones import create
+    >>> m = create("resnet18", attention="se", num_classes=10)
+    >>> m(torch.randn(1, 3, 64, 64)).shape
+    torch.Size([1, 10])
+"""
+
+from .attach import attach
+from .blocks import POSITIONS, BasicBlock, Bottleneck, ZeroPadShortcut
+from .resnet import CifarResNet, ResNet, create, list_backbones
+
+__all__ = ["POSITIONS", "BasicBlock", "Bottleneck", "CifarResNet", "ResNet", "ZeroPadShortcut", "attach", "create",
+           "list_backbones"]

@@ -1,0 +1,327 @@
+"""ResNets with attention slots: ImageNet ResNet-18/34/50/101/152 and ResNeXt-50, CIFAR ResNet-20/32/44/56/110.
+
+He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", CVPR 2016. https://arxiv.org/abs/1512.03385
+Xie et al. "Aggregated Residual Transformations for Deep Neural Networks", CVPR 2017 (ResNeXt).
+
+The ImageNet models have torchvision's exact layout and module names (``conv1, bn1, relu, maxpool,
+layer1..4, avgpool, fc``; blocks ``conv1, bn1, conv2, bn2, (conv3, bn3), downsample``) and its
+initialisation, so with ``attention=None`` torchvision's weights load with ``strict=True``
+(ResNet-50: 25,557,032 parameters). With an attention key, the attention modules add state_dict keys
+(``layer1.0.attn.*``) and the backbone keys stay torchvision's, so pretrained weights load with
+``strict=False`` and only the attention keys missing (conv-role modules replace the 3x3 convs, whose
+keys change).
+
+Stage k is ``layer{k}`` (the paper's conv{k+1}_x / res{k+1}).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from .attach import Site, find_stages, insert
+from .blocks import BasicBlock, Bottleneck, ZeroPadShortcut, conv1x1, conv3x3
+
+__all__ = ["ResNet", "CifarResNet", "create", "list_backbones"]
+
+Size = tuple[int, int]
+
+
+def _down(n: int, stride: int) -> int:
+    """Output length of a conv / pool with kernel k, padding (k-1)/2 and ``stride`` (k = 1, 3, 7)."""
+    return (n - 1) // stride + 1
+
+
+def _pair(size: int | Iterable[int]) -> Size:
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
+class _Backbone(nn.Module):
+    """What the two ResNet families share: the transform slot, weight init, attention insertion."""
+
+    _visattn_transform_slot = True  # forward applies ``self.transform`` itself (attach needs no hook)
+    transform: nn.Module | None
+    num_stages: int
+    stem_strides: tuple[int, ...]  # strides of the stem's conv / pool layers
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        # torchvision's initialisation, done before any attention module exists so that their own
+        # initialisation (zero-initialised last layers, gamma = 0) is kept.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.constant_(m.bn3.weight, 0)
+                elif isinstance(m, BasicBlock):
+                    nn.init.constant_(m.bn2.weight, 0)
+
+    def _block_sizes(self, sites: list[list[Site]], input_size: Size) -> dict[str, tuple[Size, Size]]:
+        h, w = input_size
+        for stride in self.stem_strides:
+            h, w = _down(h, stride), _down(w, stride)
+        sizes = {}
+        for site in (s for st in sites for s in st):
+            stride = int(site.block.stride)
+            out = (_down(h, stride), _down(w, stride))
+            sizes[site.name] = ((h, w), out)
+            h, w = out
+        return sizes
+
+    def _insert_attention(self, attention: str | None, attention_kwargs: Mapping[str, Any] | None, position: str,
+                          stages: Iterable[int] | None, blocks: Mapping[int, Iterable[int]] | None,
+                          input_size: int | Iterable[int], in_chans: int) -> None:
+        self.attention = attention
+        self.transform = None
+        if attention is None:
+            if attention_kwargs or position != "standard" or stages is not None or blocks is not None:
+                raise ValueError(f"{type(self).__name__}: attention_kwargs / position / stages / blocks need an "
+                                 "attention key")
+            return
+        input_size = _pair(input_size)
+        sites = find_stages(self)
+        insert(self, sites, attention, position=position, stages=stages, blocks=blocks,
+               sizes=self._block_sizes(sites, input_size), input_size=input_size, in_chans=in_chans,
+               kwargs=attention_kwargs)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pooling and the classifier."""
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class ResNet(_Backbone):
+    r"""ImageNet ResNet / ResNeXt with torchvision's layout, and attention where its paper puts it.
+
+    Args:
+        block: :class:`~visattn.backbones.blocks.BasicBlock` or :class:`~visattn.backbones.blocks.Bottleneck`.
+        layers: blocks per stage, e.g. ``[3, 4, 6, 3]`` for ResNet-50.
+        num_classes: classifier outputs; 0 gives ``fc = nn.Identity()`` (pooled features).
+        in_chans: input channels.
+        groups: 3x3 conv groups (ResNeXt cardinality).
+        width_per_group: bottleneck width per group (64 for ResNet).
+        zero_init_residual: zero the last BN of each block (torchvision's option).
+        attention: registry key of the attention module (``visattn.list_modules()``), or ``None``.
+        attention_kwargs: keyword arguments of the attention module.
+        position: where plug-in modules go in a block: ``"standard"``, ``"pre"``, ``"post"``, ``"identity"``.
+        stages: stages (1..4) that get the module; default: the paper's placement (see
+            :mod:`visattn.backbones.attach`).
+        blocks: ``{stage: [block indices]}`` for single blocks (e.g. non-local blocks).
+        input_size: input ``(H, W)`` the network is built for; only size-bound modules (PSA, RGA) use it.
+
+    Shape:
+        - Input: :math:`(B, C_{in}, H, W)`
+        - Output: :math:`(B, num\_classes)`
+
+    Example:
+        >>> m = ResNet(Bottleneck, [3, 4, 6, 3], attention="se")
+        >>> sum(p.numel() for p in m.parameters())
+        28088024
+    """
+
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], *, num_classes: int = 1000,
+                 in_chans: int = 3, groups: int = 1, width_per_group: int = 64, zero_init_residual: bool = False,
+                 attention: str | None = None, attention_kwargs: Mapping[str, Any] | None = None,
+                 position: str = "standard", stages: Iterable[int] | None = None,
+                 blocks: Mapping[int, Iterable[int]] | None = None, input_size: int | Iterable[int] = 224):
+        super().__init__()
+        if len(layers) != 4:
+            raise ValueError(f"ResNet: layers must give 4 stage depths, got {layers}")
+        self.num_stages, self.stem_strides = 4, (2, 2)  # conv1, maxpool
+        self.inplanes, self.dilation = 64, 1
+        self.groups, self.base_width = groups, width_per_group
+        self.conv1 = nn.Conv2d(in_chans, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.num_features = 512 * block.expansion
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights(zero_init_residual)
+        self._insert_attention(attention, attention_kwargs, position, stages, blocks, input_size, in_chans)
+
+    def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, n: int,
+                    stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
+                                       nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width, self.dilation)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes, groups=self.groups, base_width=self.base_width,
+                         dilation=self.dilation) for _ in range(1, n)]
+        return nn.Sequential(*layers)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before global pooling: ``(B, C_in, H, W) -> (B, num_features, H/32, W/32)``."""
+        if self.transform is not None:
+            x = self.transform(x)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class CifarResNet(_Backbone):
+    r"""He et al.'s CIFAR ResNet (Sec. 4.2): a 3x3 stem and 3 stages of 16 / 32 / 64 channels, 2n blocks each.
+
+    Depth 6n + 2 (20, 32, 44, 56, 110). The shortcut where the shape changes is option A of the paper
+    by default (``shortcut="A"``: parameter-free, stride-2 sub-sampling and zero-padded channels, as the
+    paper uses on CIFAR: ResNet-20 has 0.27M parameters), or option B (``"B"``: 1x1 conv + BN projection).
+    Module names follow torchvision's (``conv1, bn1, relu, layer1..3, avgpool, fc``).
+
+    Args:
+        depth: 6n + 2.
+        num_classes: classifier outputs (0: ``fc = nn.Identity()``).
+        in_chans: input channels (1 for Fashion-MNIST).
+        widths: channels of the three stages.
+        shortcut: ``"A"`` (zero padding, the paper's CIFAR choice) or ``"B"`` (projection).
+        zero_init_residual: zero the last BN of each block.
+        attention: registry key, or ``None``.
+        attention_kwargs: keyword arguments of the attention module.
+        position: plug-in position in a block (see :class:`ResNet`).
+        stages: stages (1..3) that get the module.
+        blocks: ``{stage: [block indices]}``.
+        input_size: input ``(H, W)`` (32 for CIFAR, 28 for Fashion-MNIST); only size-bound modules use it.
+
+    Shape:
+        - Input: :math:`(B, C_{in}, H, W)`
+        - Output: :math:`(B, num\_classes)`
+
+    Example:
+        >>> m = CifarResNet(20)
+        >>> sum(p.numel() for p in m.parameters())
+        269722
+        >>> CifarResNet(20, in_chans=1)(torch.randn(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self, depth: int = 20, *, num_classes: int = 10, in_chans: int = 3,
+                 widths: tuple[int, int, int] = (16, 32, 64), shortcut: str = "A", zero_init_residual: bool = False,
+                 attention: str | None = None, attention_kwargs: Mapping[str, Any] | None = None,
+                 position: str = "standard", stages: Iterable[int] | None = None,
+                 blocks: Mapping[int, Iterable[int]] | None = None, input_size: int | Iterable[int] = 32):
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"CifarResNet: depth must be 6n + 2 (20, 32, 44, 56, 110), got {depth}")
+        if shortcut not in ("A", "B"):
+            raise ValueError(f"CifarResNet: shortcut must be 'A' (zero padding) or 'B' (projection), got {shortcut!r}")
+        n = (depth - 2) // 6
+        self.depth, self.shortcut = depth, shortcut
+        self.num_stages, self.stem_strides = 3, ()
+        self.inplanes = widths[0]
+        self.conv1 = conv3x3(in_chans, widths[0])
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(widths[0], n, 1)
+        self.layer2 = self._make_layer(widths[1], n, 2)
+        self.layer3 = self._make_layer(widths[2], n, 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.num_features = widths[2]
+        self.fc = nn.Linear(widths[2], num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights(zero_init_residual)
+        self._insert_attention(attention, attention_kwargs, position, stages, blocks, input_size, in_chans)
+
+    def _make_layer(self, planes: int, n: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes:
+            if self.shortcut == "A":
+                downsample = ZeroPadShortcut(self.inplanes, planes, stride)
+            else:
+                downsample = nn.Sequential(conv1x1(self.inplanes, planes, stride), nn.BatchNorm2d(planes))
+        layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes
+        layers += [BasicBlock(planes, planes) for _ in range(1, n)]
+        return nn.Sequential(*layers)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before global pooling: ``(B, C_in, H, W) -> (B, widths[2], H/4, W/4)``."""
+        if self.transform is not None:
+            x = self.transform(x)
+        x = self.relu(self.bn1(self.conv1(x)))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+
+# --------------------------------------------------------------------------------------------- factory
+
+_BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "resnet18": partial(ResNet, BasicBlock, [2, 2, 2, 2]),
+    "resnet34": partial(ResNet, BasicBlock, [3, 4, 6, 3]),
+    "resnet50": partial(ResNet, Bottleneck, [3, 4, 6, 3]),
+    "resnet101": partial(ResNet, Bottleneck, [3, 4, 23, 3]),
+    "resnet152": partial(ResNet, Bottleneck, [3, 8, 36, 3]),
+    "resnext50_32x4d": partial(ResNet, Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4),
+    "resnet20": partial(CifarResNet, 20),
+    "resnet32": partial(CifarResNet, 32),
+    "resnet44": partial(CifarResNet, 44),
+    "resnet56": partial(CifarResNet, 56),
+    "resnet110": partial(CifarResNet, 110),
+}
+
+
+def list_backbones(pattern: str | None = None) -> list[str]:
+    """Names of the backbones :func:`create` builds, optionally filtered by an fnmatch ``pattern``.
+
+    Example:
+        >>> list_backbones("resnet5*")
+        ['resnet50', 'resnet56']
+    """
+    names = sorted(_BACKBONES)
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
+
+
+def create(name: str, attention: str | None = None, attention_kwargs: Mapping[str, Any] | None = None,
+           position: str = "standard", stages: Iterable[int] | None = None, *, num_classes: int | None = None,
+           in_chans: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build backbone ``name`` (``list_backbones()``) with attention module ``attention`` where its paper puts it.
+
+    Args:
+        name: ``resnet18/34/50/101/152``, ``resnext50_32x4d`` (ImageNet layout, 1000 classes by default) or
+            ``resnet20/32/44/56/110`` (CIFAR layout, 10 classes by default).
+        attention: registry key (``visattn.list_modules()``) or ``None``.
+        attention_kwargs: the attention module's keyword arguments.
+        position: ``"standard"``, ``"pre"``, ``"post"`` or ``"identity"`` for plug-in modules.
+        stages: stage numbers (1 = ``layer1``) that get the module; default: the paper's placement.
+        num_classes: classifier outputs (default 1000 ImageNet / 10 CIFAR).
+        in_chans: input channels (default 3).
+        **kwargs: further arguments of :class:`ResNet` / :class:`CifarResNet` (``blocks``, ``input_size``,
+            ``zero_init_residual``, ``shortcut``, ...).
+
+    Raises:
+        KeyError: unknown ``name`` (the closest names are suggested).
+
+    Example:
+        >>> m = create("resnet20", "se", {"reduction": 4}, in_chans=1)
+        >>> m(torch.randn(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+    try:
+        builder = _BACKBONES[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name).lower(), _BACKBONES, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(k) for k in close)}?" if close else ""
+        raise KeyError(f"visattn: unknown backbone {name!r}.{hint} `visattn.backbones.list_backbones()` "
+                       "lists all names.") from None
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
+    return builder(attention=attention, attention_kwargs=attention_kwargs, position=position, stages=stages,
+                   **kwargs)
