@@ -1,0 +1,59 @@
+"""`visattn show`: argument parsing only (the work is in :mod:`visattn.viz.show`)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_parser"]
+
+
+def _query(text: str) -> tuple[int, int]:
+    try:
+        y, x = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected y,x (two integers), got {text!r}") from None
+    return y, x
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from ..cli import CLIError
+    from .show import ShowError, show_run
+
+    try:
+        show_run(args.run_dir, args.out, images=args.images, classes=args.classes, query=args.query,
+                 data_dir=args.data_dir, limit=args.limit, device=args.device, gradcam_layer=args.gradcam_layer)
+    except ShowError as err:
+        raise CLIError(str(err)) from None
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "show", help="attention maps of a trained run as pictures, with Grad-CAM, on an HTML page",
+        description="Draw what the attention modules of a trained run weigh on test images (spatial maps over "
+        "the input, channel weights by class, context attention of a query pixel, STN warps) beside Grad-CAM, "
+        "into PNG files and an index.html that opens in a browser.")
+    p.add_argument("run_dir", help="a folder written by `visattn train` (config.json, checkpoints/)")
+    p.add_argument("--images", type=_positive, default=4, help="how many test images to draw (default 4)")
+    p.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+                   help="only images of these classes: names or indices, e.g. --classes Sandal 9 or Bag,Coat")
+    p.add_argument("--query", type=_query, default=None, metavar="Y,X",
+                   help="query pixel (input-image coordinates) for context modules' attention; default the centre")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/show)")
+    p.add_argument("--data-dir", default=None, help="data folder, when not where the run found it")
+    p.add_argument("--limit", type=_positive, default=None,
+                   help="average channel weights over the first N test images (default: the run's val limit)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--gradcam-layer", default=None, metavar="NAME",
+                   help="module explained by Grad-CAM (default: the last convolutional stage, e.g. layer3)")
+    p.set_defaults(func=cmd_show)

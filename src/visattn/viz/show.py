@@ -1,0 +1,439 @@
+"""``visattn show``: the attention of a trained model as pictures, with Grad-CAM beside it, on one HTML page.
+
+For a few test images: the input; every spatial weight map (upsampled and overlaid on the input); for
+context modules the attention of one query pixel; a spatial transformer's warp of the input; and Grad-CAM
+of the predicted class at the last convolutional stage, to compare what a module weighs with what the class
+score depends on. For channel weights: a class-by-channel heat-map of their mean over the test set, per
+module. The weights come from each module's ``attention_map`` on the input it received in the forward pass
+(recorded with :class:`~visattn.viz.recorder.Recorder`), and from its recorded ``gate`` / ``attend`` steps
+for anything ``attention_map`` does not give.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.loader import BatchLoader, ImageData
+from ..registry import info
+from .gradcam import find_last_stage, grad_cam
+from .html import Figure, Section, write_page
+from .maps import Picture, interpret
+from .recorder import Recorder, outermost
+from .render import matrix_image, normalize, overlay, save_class_heatmap, write_png
+
+__all__ = ["ShowError", "ShowResult", "ModulePicture", "show_run", "show_model", "load_run", "parse_classes",
+           "select_images", "module_pictures"]
+
+
+class ShowError(ValueError):
+    """A user error: a folder that is not a run, an unknown class, a query outside the image..."""
+
+
+@dataclass
+class ShowResult:
+    """What :func:`show_model` wrote: the page, every PNG, and notes on what could not be drawn."""
+
+    page: Path
+    pictures: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModulePicture:
+    """A picture of the weights of the visattn module at ``owner`` (registry ``key``), from ``source``."""
+
+    owner: str  # path of the visattn module in the model
+    key: str  # its registry key
+    source: str  # "attention_map()", "attention_map()[1]", "gate (call 2)"
+    picture: Picture
+    module: nn.Module
+
+    @property
+    def label(self) -> str:
+        return f"{self.source}" + (f", {self.picture.note}" if self.picture.note else "")
+
+
+# -- arguments ----------------------------------------------------------------------------------------------
+def parse_classes(tokens: Sequence[str] | None, classes: Sequence[str]) -> list[int] | None:
+    """Class indices for names or indices (comma-separated or separate tokens, case-insensitive names)."""
+    if not tokens:
+        return None
+    lower = {c.lower(): i for i, c in enumerate(classes)}
+    wanted: list[int] = []
+    for token in tokens:
+        for part in (p.strip() for p in str(token).split(",")):
+            if not part:
+                continue
+            if part.lower() in lower:
+                idx = lower[part.lower()]
+            elif part.lstrip("-").isdigit():
+                idx = int(part)
+                if not 0 <= idx < len(classes):
+                    raise ShowError(f"class index {idx} is out of range: there are {len(classes)} classes "
+                                    f"(0..{len(classes) - 1})")
+            else:
+                raise ShowError(f"unknown class {part!r}; the classes are {', '.join(classes)}")
+            if idx not in wanted:
+                wanted.append(idx)
+    return wanted or None
+
+
+def select_images(labels: torch.Tensor, n: int, class_ids: Sequence[int] | None = None) -> list[int]:
+    """Indices of the first ``n`` images, or of the first ``n`` whose label is in ``class_ids``."""
+    if n <= 0:
+        raise ShowError(f"--images must be positive, got {n}")
+    idx = torch.arange(len(labels))
+    if class_ids is not None:
+        idx = idx[torch.isin(labels, torch.tensor(list(class_ids), dtype=labels.dtype))]
+    if len(idx) == 0:
+        raise ShowError("no test image has the requested class(es)")
+    return idx[:n].tolist()
+
+
+def _query(query: tuple[int, int] | None, h: int, w: int) -> tuple[int, int]:
+    if query is None:
+        return h // 2, w // 2
+    y, x = query
+    if not (0 <= y < h and 0 <= x < w):
+        raise ShowError(f"--query {y},{x} is outside the {h}x{w} input image (0 <= y < {h}, 0 <= x < {w})")
+    return y, x
+
+
+# -- loading a run ------------------------------------------------------------------------------------------
+def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = "cpu"):
+    """Rebuild a trained run: ``(model in eval mode, config, test ImageData, checkpoint epoch, result or None)``.
+
+    Raises:
+        ShowError: the folder is not a run, has no readable checkpoint, or its data cannot be loaded.
+    """
+    from ..data.loader import load_dataset
+    from ..train.checkpoint import load_latest
+    from ..train.config import TrainConfig
+    from ..train.trainer import build_model, resolve_device
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ShowError(f"{run}: no such folder")
+    cfg_path = run / "config.json"
+    if not cfg_path.is_file():
+        raise ShowError(f"{run}: not a training run (no config.json); train one with `visattn train --out {run}`")
+    try:
+        config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    except (ValueError, TypeError) as err:
+        raise ShowError(f"{cfg_path}: unreadable config ({err})") from None
+    loaded = load_latest(run / "checkpoints")
+    if loaded is None:
+        raise ShowError(f"{run}: no readable checkpoint in {run / 'checkpoints'}; train the run first")
+    state, _ = loaded
+    try:
+        _, test = load_dataset(config.dataset, data_dir or config.data_dir, image_size=config.image_size)
+    except (OSError, ValueError) as err:
+        raise ShowError(f"cannot load the {config.dataset} test set ({err}); pass --data-dir") from None
+    try:
+        dev = resolve_device(device)
+    except ValueError as err:
+        raise ShowError(str(err)) from None
+    model = build_model(config, test.in_chans, len(test.classes))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ShowError(f"{run}: the checkpoint does not fit the model of its config.json ({err})") from None
+    result_path = run / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.is_file() else None
+    return model.to(dev).eval(), config, test, int(state["epoch"]), result
+
+
+def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int = 4,
+             classes: Sequence[str] | None = None, query: tuple[int, int] | None = None,
+             data_dir: str | None = None, limit: int | None = None, device: str = "cpu",
+             gradcam_layer: str | None = None, log: Callable[[str], None] = print) -> ShowResult:
+    """``visattn show``: load the run in ``run_dir`` (latest good checkpoint) and write the page to ``out``.
+
+    Args:
+        run_dir: a folder written by ``visattn train``.
+        out: output folder (default ``run_dir/show``).
+        images: how many test images to draw.
+        classes: only images of these classes (names or indices).
+        query: ``(y, x)`` query pixel in input-image coordinates for context modules (default: the centre).
+        data_dir: where the data set is, when not where the run found it.
+        limit: average channel weights over the first ``limit`` test images (default: the run's ``val_limit``,
+            all when that is unset).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        gradcam_layer: the module Grad-CAM explains (default: the last convolutional stage).
+        log: where progress lines go.
+    """
+    model, config, test, epoch, result = load_run(run_dir, data_dir=data_dir, device=device)
+    class_ids = parse_classes(classes, test.classes)
+    indices = select_images(test.labels, images, class_ids)
+    run = Path(run_dir)
+    intro = [f"Run {run.resolve()}: {config.backbone} + {config.attention or 'no attention'}"
+             + (f" ({config.position})" if config.attention and config.position != "standard" else "")
+             + f" on {config.dataset}, checkpoint of epoch {epoch}"
+             + (f", {result['accuracy']:.2f}% top-1 on its validation images" if result else "") + "."]
+    limit = config.val_limit if limit is None else limit
+    return show_model(model, test, Path(out) if out else run / "show", indices=indices, query=query, limit=limit,
+                      gradcam_layer=gradcam_layer, title=f"visattn show: {run.name}", intro=intro, log=log)
+
+
+# -- the pictures of one module -----------------------------------------------------------------------------
+def _inside(path: str, parent: str) -> bool:
+    return parent == "" or path.startswith(parent + ".")
+
+
+def module_pictures(model: nn.Module, owner: str, rec: Recorder, query: tuple[float, float]
+                    ) -> tuple[list[ModulePicture], list[str]]:
+    """Pictures of the visattn module at ``owner`` from what ``rec`` recorded in the last forward pass.
+
+    ``attention_map`` on the module's recorded input first (the complete weights, documented shape); then
+    the recorded ``gate`` / ``attend`` outputs of a kind ``attention_map`` did not give. ``query`` is the
+    fractional query position (see :func:`visattn.viz.maps.query_cell`). Returns the pictures and notes.
+    """
+    key = rec.modules[owner]
+    role = info(key).role
+    module = model.get_submodule(owner)
+    name = f"{key} at {owner or '(model)'}"
+    calls = rec.inputs.get(owner) or []
+    first = calls[0] if calls else ()
+    x = next((a for a in first if isinstance(a, torch.Tensor)), None)
+    in_hw = tuple(x.shape[-2:]) if x is not None and x.dim() == 4 else (1, 1)
+    channels = x.shape[1] if x is not None and x.dim() == 4 else None
+    items: list[ModulePicture] = []
+    notes: list[str] = []
+    if not calls:
+        notes.append(f"{name}: not called in the forward pass")
+    elif callable(getattr(module, "attention_map", None)):
+        try:
+            with torch.no_grad(), rec.paused():  # its gate / attend steps must not add records of this call
+                weights = module.attention_map(*first)
+        except Exception as err:  # a module's own error: report it, draw the rest
+            notes.append(f"{name}: attention_map failed ({type(err).__name__}: {err})")
+        else:
+            parts = weights if isinstance(weights, (tuple, list)) else (weights,)
+            for i, t in enumerate(parts):
+                if t is None:
+                    continue
+                source = "attention_map()" + (f"[{i}]" if len(parts) > 1 else "")
+                pictures, reason = interpret(t, in_hw=in_hw, channels=channels, role=role, query=query)
+                if not pictures:
+                    notes.append(f"{name}: {source}: {reason}")
+                items += [ModulePicture(owner, key, source, p, module) for p in pictures]
+    # The recorded steps: everything when there is no attention_map; otherwise only channel weights that it does
+    # not return (e.g. GC's fusion gate). A step's raw layout (a rotated triplet branch, criss-cross weights
+    # channels-last, one of coord's two strips) is a worse picture than the module's own attention_map.
+    from_map = bool(items)
+    has_channel = any(item.picture.kind == "channel" for item in items)
+    for site in rec.sites.values():
+        if not _inside(site.path, owner):
+            continue
+        recorded = rec.records[site.path]
+        for call, t in enumerate(recorded):
+            pictures, reason = interpret(t, in_hw=in_hw, channels=channels, role=role, query=query)
+            step = site.path[len(owner) + 1:] if owner else site.path
+            source = step + (f" (call {call + 1})" if len(recorded) > 1 else "")
+            if not pictures and not from_map:
+                notes.append(f"{name}: {source}: {reason}")
+            items += [ModulePicture(owner, key, source, p, module) for p in pictures
+                      if not from_map or (p.kind == "channel" and not has_channel)]
+    if calls and not items and not notes:
+        notes.append(f"{name}: no attention_map and no gate/attend step to record")
+    return items, notes
+
+
+# -- drawing ------------------------------------------------------------------------------------------------
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "model"
+
+
+def _warp(module: nn.Module, image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """The image ``(C, H, W)`` uint8 warped by ``theta`` ``(2, 3)`` as the spatial transformer samples."""
+    x = image.float()[None] / 255
+    grid = F.affine_grid(theta[None].float(), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode=getattr(module, "mode", "bilinear"),
+                        padding_mode=getattr(module, "padding_mode", "zeros"), align_corners=False)
+    return out[0].clamp(0, 1)
+
+
+def _draw(item: ModulePicture, b: int, image: torch.Tensor, marker: tuple[int, int]) -> tuple[torch.Tensor, str]:
+    p = item.picture
+    if p.kind == "transform":
+        theta = p.data[b]
+        rows = "; ".join(", ".join(f"{v:.3g}" for v in row) for row in theta.tolist())
+        return overlay(_warp(item.module, image, theta)), f"the input warped by theta = [{rows}]"
+    if p.kind == "matrix":
+        m, lo, hi = normalize(p.data[b])
+        return matrix_image(m), f"{tuple(m.shape)}, range {lo:.3g} to {hi:.3g}"
+    m, lo, hi = normalize(p.data[b])
+    text = f"{p.kind} weights on a {m.shape[0]}x{m.shape[1]} grid, range {lo:.3g} to {hi:.3g}"
+    return overlay(image, m, marker=marker if p.kind == "context" else None), text
+
+
+def _normalized(data: ImageData, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    sub = ImageData(data.images[list(indices)], data.labels[list(indices)], data.classes, data.mean, data.std)
+    return next(iter(BatchLoader(sub, len(sub))))
+
+
+def _is_channel(t: torch.Tensor) -> bool:
+    pictures, _ = interpret(t, in_hw=(1, 1))
+    return bool(pictures) and all(p.kind == "channel" for p in pictures)
+
+
+def _channel_means(model: nn.Module, data: ImageData, channel_items: list[ModulePicture], rec_first: Recorder,
+                   query: tuple[float, float], limit: int | None, batch_size: int, device: torch.device):
+    """Mean channel weights per class over the test set, for each channel picture; plus the accuracy."""
+    owners = sorted({it.owner for it in channel_items})
+    wanted = {(it.owner, it.label) for it in channel_items}
+    # Only the steps that gave channel weights: an attention matrix recorded over the whole test set would not fit.
+    sites = [s.path for s in rec_first.sites.values() if any(_inside(s.path, o) for o in owners)
+             and rec_first.records[s.path] and all(_is_channel(t) for t in rec_first.records[s.path])]
+    k = len(data.classes)
+    sums: dict[tuple[str, str], torch.Tensor] = {}
+    counts = torch.zeros(k)
+    correct = seen = 0
+    sub = data.subset(limit)
+    with Recorder(model, sites=sites, inputs=owners) as rec, torch.no_grad():
+        for x, y in BatchLoader(sub, batch_size):
+            logits = model(x.to(device))
+            correct += int((logits.argmax(1).cpu() == y).sum())
+            seen += len(y)
+            onehot = F.one_hot(y, k).float()  # [B, K]
+            counts += onehot.sum(0)
+            for owner in owners:
+                for it in module_pictures(model, owner, rec, query)[0]:
+                    if it.picture.kind == "channel" and (owner, it.label) in wanted:
+                        acc = onehot.t() @ it.picture.data.float()  # [K, C]
+                        sums[(owner, it.label)] = sums.get((owner, it.label), 0) + acc
+            rec.clear()
+    means = {key: s / counts.clamp(min=1)[:, None] for key, s in sums.items()}
+    return means, counts, 100.0 * correct / max(1, seen), seen
+
+
+def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: Sequence[int],
+               query: tuple[int, int] | None = None, limit: int | None = None, gradcam_layer: str | None = None,
+               batch_size: int = 128, title: str = "visattn show", intro: Sequence[str] = (),
+               log: Callable[[str], None] = print) -> ShowResult:
+    """Draw the attention of ``model`` on images ``indices`` of ``data`` into ``out`` (PNGs and index.html).
+
+    Args:
+        model: a classifier holding visattn modules (put in eval mode here).
+        data: the test images (uint8) with their labels, classes and normalisation.
+        out: output folder (created).
+        indices: which images of ``data`` to draw.
+        query: ``(y, x)`` pixel of the input for context modules' attention (default: the centre).
+        limit: average channel weights over the first ``limit`` images of ``data`` (default: all).
+        gradcam_layer: module explained by Grad-CAM (default: :func:`find_last_stage`).
+        batch_size: batch size of the pass over ``data``.
+        title: the page's title.
+        intro: the page's first paragraphs.
+        log: where progress lines go.
+    """
+    out = Path(out)
+    if gradcam_layer is not None:
+        try:
+            model.get_submodule(gradcam_layer)
+        except AttributeError:
+            children = [n for n, _ in model.named_children()]
+            raise ShowError(f"--gradcam-layer {gradcam_layer!r} is not a module of the model; its children are "
+                            f"{children}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    h, w = data.images.shape[-2:]
+    qy, qx = _query(query, h, w)
+    frac = ((qy + 0.5) / h, (qx + 0.5) / w)
+    x, labels = _normalized(data, indices)
+    x = x.to(device)
+    images = data.images[list(indices)]
+    result = ShowResult(page=out / "index.html")
+
+    with Recorder(model, inputs=True) as rec, torch.no_grad():
+        logits = model(x)
+        owners = outermost(rec.modules)
+        items: list[ModulePicture] = []
+        for owner in owners:
+            found, notes = module_pictures(model, owner, rec, frac)
+            items += found
+            result.notes += notes
+    probs = logits.float().softmax(1).cpu()
+    preds = probs.argmax(1)
+    if not owners:
+        result.notes.append("the model holds no visattn module: only Grad-CAM is drawn")
+
+    try:
+        layer = gradcam_layer or find_last_stage(model, x[:1])
+        cam, _ = grad_cam(model, x, layer)
+        cam = cam.cpu()
+    except ValueError as err:
+        layer, cam = None, None
+        result.notes.append(f"Grad-CAM not drawn: {err}")
+
+    def save(name: str, rgb: torch.Tensor) -> str:
+        result.pictures.append(write_png(out / name, rgb))
+        return name
+
+    sections = []
+    per_image = [it for it in items if it.picture.kind != "channel"]
+    for b, idx in enumerate(indices):
+        cls, pred = data.classes[int(labels[b])], data.classes[int(preds[b])]
+        verdict = "correct" if cls == pred else "wrong"
+        about = f"test image #{idx}, class {cls}, predicted {pred} ({verdict})"
+        figs = [Figure(save(f"img{b:02d}-input.png", overlay(images[b])), "input", about)]
+        if cam is not None:
+            m, lo, hi = normalize(cam[b])
+            figs.append(Figure(save(f"img{b:02d}-gradcam.png", overlay(images[b], m)), f"Grad-CAM at {layer}",
+                               f"predicted class {pred}; {m.shape[0]}x{m.shape[1]} grid, range {lo:.3g} to "
+                               f"{hi:.3g}; {about}"))
+        for j, it in enumerate(per_image):
+            rgb, text = _draw(it, b, images[b], (qy, qx))
+            name = save(f"img{b:02d}-{j:02d}-{_slug(it.owner)}.png", rgb)
+            figs.append(Figure(name, f"{it.key} at {it.owner or '(model)'}", f"{it.label}; {text}; {about}"))
+        sections.append(Section(f"Image {b + 1}: {cls}, predicted {pred} ({probs[b, preds[b]]:.0%}, {verdict})",
+                                figures=figs, level=3))
+
+    channel_items = [it for it in items if it.picture.kind == "channel"]
+    heat_figs = []
+    accuracy_line = ""
+    if channel_items:
+        n = len(data) if limit is None else min(limit, len(data))
+        log(f"averaging {len(channel_items)} channel weight vectors over {n:,} test images ...")
+        means, counts, acc, seen = _channel_means(model, data, channel_items, rec, frac, limit, batch_size, device)
+        accuracy_line = f"Channel weights averaged over {seen:,} test images ({acc:.2f}% of them classified right)."
+        rows = [f"{c} ({int(n)})" for c, n in zip(data.classes, counts.tolist(), strict=True)]
+        for j, it in enumerate(channel_items):
+            matrix = means.get((it.owner, it.label))
+            if matrix is None:
+                result.notes.append(f"{it.key} at {it.owner}: {it.label} was not computed on the test set")
+                continue
+            name = f"channels-{j:02d}-{_slug(it.owner)}.png"
+            how = save_class_heatmap(out / name, matrix, rows, f"{it.key} at {it.owner or '(model)'}: {it.label}")
+            result.pictures.append(out / name)
+            caption = (f"{it.label}. Top: mean weight of each channel (columns) over the test images of each "
+                       "class (rows); bottom: minus the channel's mean over classes.")
+            if how == "plain":
+                caption += f" Rows, top to bottom: {', '.join(data.classes)}."
+            heat_figs.append(Figure(name, f"{it.key} at {it.owner or '(model)'}", caption))
+
+    query_note = (f"Context modules: attention of the query pixel (y, x) = ({qy}, {qx}) of the {h}x{w} input "
+                  "(red square), mapped to each module's grid." if any(it.picture.kind == "context"
+                                                                       for it in items) else "")
+    page_intro = list(intro) + [
+        "Each map is scaled to its own minimum and maximum (the range is in the caption), coloured with viridis "
+        "(dark: low, yellow: high), upsampled bilinearly and laid over the input. Grad-CAM (Selvaraju et al., "
+        "ICCV 2017) shows where the predicted class's score depends on the last convolutional stage: compare it "
+        "with what the attention modules weigh."]
+    page_intro += [s for s in (query_note, accuracy_line) if s]
+    page_sections = [Section("Images", text=f"{len(indices)} test images.")] + sections
+    if heat_figs:
+        page_sections.append(Section("Channel weights by class", figures=heat_figs, wide=True))
+    if result.notes:
+        page_sections.append(Section("Not drawn", items=list(result.notes)))
+    write_page(result.page, title, page_intro, page_sections)
+    log(f"wrote {len(result.pictures)} pictures and {result.page}")
+    return result

@@ -1,0 +1,164 @@
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import visattn
+from tests.viz._png import png_size, read_png
+from visattn.backbones import create
+from visattn.cli import main
+from visattn.data.loader import ImageData
+from visattn.viz import attention_modules
+from visattn.viz.show import ShowError, parse_classes, select_images, show_model
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.srcs.append(dict(attrs)["src"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(page: Path) -> Page:
+    p = Page()
+    p.feed(page.read_text(encoding="utf-8"))
+    return p
+
+
+def check_page(out: Path) -> Page:
+    """Every <img src> is a relative path to a PNG that exists in ``out``, and every PNG is shown."""
+    page = parse(out / "index.html")
+    assert page.srcs
+    for src in page.srcs:
+        assert not Path(src).is_absolute() and ".." not in Path(src).parts and "://" not in src
+        assert (out / src).is_file(), f"{src} is missing"
+        w, h = png_size(out / src)
+        assert w > 0 and h > 0
+    assert sorted(page.srcs) == sorted(p.name for p in out.glob("*.png"))
+    return page
+
+
+def test_show_on_a_trained_run(trained_run, capsys):
+    rc = main(["show", str(trained_run), "--images", "3", "--classes", "Trouser,Bag", "--query", "3,20"])
+    assert rc == 0, capsys.readouterr().err
+    out = trained_run / "show"  # the default output folder
+    page = check_page(out)
+    text = " ".join(page.text)
+    # the tiny set's labels are 0..9 repeating: the first Trouser / Bag test images are #1, #8, #11
+    assert "test image #1, class Trouser" in text and "test image #8, class Bag" in text
+    assert "test image #11, class Trouser" in text and "class Sandal" not in text
+    assert "Grad-CAM at layer3" in text and "Channel weights by class" in text
+    assert "averaged over 32 test images" in text  # the run's val_limit
+    blocks = [k for k, v in attention_modules(create("resnet20", attention="cbam", in_chans=1)).items() if v == "cbam"]
+    assert len(blocks) == 9
+    for b in range(3):
+        assert (out / f"img{b:02d}-input.png").is_file() and (out / f"img{b:02d}-gradcam.png").is_file()
+        assert len(list(out.glob(f"img{b:02d}-[0-9]*.png"))) == len(blocks)  # one CBAM spatial map per block
+    assert len(list(out.glob("channels-*.png"))) == len(blocks)  # one class x channel heat-map per block
+    assert "Not drawn" not in text
+    assert read_png(out / "img00-input.png").shape[:2] == (28 * 6, 28 * 6)
+
+
+def test_show_user_errors(trained_run, tmp_path, capsys):
+    for argv, message in (
+        (["show", str(tmp_path / "missing")], "no such folder"),
+        (["show", str(tmp_path)], "not a training run"),
+        (["show", str(trained_run), "--classes", "Parka"], "unknown class 'Parka'"),
+        (["show", str(trained_run), "--classes", "12"], "out of range"),
+        (["show", str(trained_run), "--query", "28,0", "--out", str(tmp_path / "q")], "outside the 28x28"),
+        (["show", str(trained_run), "--gradcam-layer", "layer9", "--out", str(tmp_path / "g")], "'layer9' is not"),
+    ):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    (empty / "config.json").write_text(json.dumps({"backbone": "resnet20", "attention": "se"}))
+    assert main(["show", str(empty)]) == 2
+    assert "no readable checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["show", str(trained_run), "--query", "a,b"])
+
+
+def test_class_and_image_selection():
+    classes = ["a", "Bag", "c"]
+    assert parse_classes(["bag,0", "2", "Bag"], classes) == [1, 0, 2]
+    assert parse_classes(None, classes) is None
+    with pytest.raises(ShowError, match="unknown class"):
+        parse_classes(["d"], classes)
+    labels = torch.tensor([2, 0, 1, 2, 1, 1])
+    assert select_images(labels, 2, [1]) == [2, 4]
+    assert select_images(labels, 10, None) == list(range(6))
+    with pytest.raises(ShowError, match="no test image"):
+        select_images(torch.tensor([0, 0]), 1, [2])
+
+
+class ContextNet(nn.Module):
+    """Untrained: a spatial transformer on the input, criss-cross, PSA (size-bound), SK and GC with a gate."""
+
+    def __init__(self):
+        super().__init__()
+        self.stn = visattn.create("stn", 1)
+        self.stem = nn.Conv2d(1, 32, 3, padding=1)
+        self.cc = visattn.create("cc", 32)
+        self.psa = visattn.create("psa", 32, feature_size=(12, 12))
+        self.sk = visattn.create("sk", 32, groups=4)
+        self.gc = visattn.create("gc", 32, fusion="mul")
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x):
+        x = self.gc(self.sk(self.psa(self.cc(self.stem(self.stn(x))))))
+        return self.head(x.mean((2, 3)))
+
+
+def test_show_model_context_transform_and_channel_pictures(tmp_path):
+    torch.manual_seed(0)
+    model = ContextNet()
+    with torch.no_grad():
+        model.cc.gamma.fill_(0.5)
+        model.stn.fc_loc.bias.copy_(torch.tensor([0.8, 0.1, 0.1, -0.1, 0.8, 0.0]))  # a visible warp
+    images = torch.randint(0, 256, (9, 1, 12, 12), dtype=torch.uint8)
+    data = ImageData(images, torch.arange(9) % 3, ["x", "y", "z"], (0.5,), (0.25,))
+    result = show_model(model, data, tmp_path, indices=[0, 4], query=(2, 9), limit=6, log=lambda *a: None)
+    assert result.notes == []
+    page = check_page(tmp_path)
+    text = " ".join(page.text)
+    titles = [t for t in page.text if " at " in t]
+    for key in ("stn", "cc", "psa"):
+        assert sum(t == f"{key} at {key}" for t in titles) == (4 if key == "psa" else 2), key  # per image
+    assert sum(t == "sk at sk" for t in titles) == 2 and sum(t == "gc at gc" for t in titles) == 3
+    assert "gate, 32 channels" in text  # GC's fusion gate, recorded: its attention_map gives the pooling weights
+    assert "(y, x) = (2, 9)" in text and "averaged over 6 test images" in text
+    # the query pixel is outlined in red on the context maps and nowhere else
+    s = 168 // 12
+    for b in range(2):
+        shown = sorted(tmp_path.glob(f"img{b:02d}-[0-9]*.png"))
+        red = [read_png(p)[2 * s - 1, 9 * s].tolist() == [255, 0, 0] for p in shown]
+        assert sum(red) == 3  # cc and both PSA branches
+    # the STN picture is the input warped by theta: with theta = identity it would be the input itself
+    warped = read_png(tmp_path / "img00-00-stn.png")
+    assert warped.shape == (12 * s, 12 * s, 3) and not torch.equal(warped, read_png(tmp_path / "img00-input.png"))
+    expected = torch.nn.functional.grid_sample(
+        images[:1].float() / 255, torch.nn.functional.affine_grid(model.stn.fc_loc.bias.view(1, 2, 3), [1, 1, 12, 12],
+                                                                  align_corners=False), align_corners=False)
+    expected = (expected[0, 0] * 255).round().to(torch.uint8).repeat_interleave(s, 0).repeat_interleave(s, 1)
+    assert (warped[..., 0].int() - expected.int()).abs().max() <= 1
+
+
+def test_show_model_without_attention(tmp_path):
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 2))
+    data = ImageData(torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8), torch.tensor([0, 1, 0, 1]), ["a", "b"],
+                     (0.5,), (0.25,))
+    result = show_model(model, data, tmp_path, indices=[1], log=lambda *a: None)
+    assert result.notes == ["the model holds no visattn module: only Grad-CAM is drawn"]
+    page = check_page(tmp_path)
+    assert sorted(page.srcs) == ["img00-gradcam.png", "img00-input.png"]
