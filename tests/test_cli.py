@@ -33,7 +33,7 @@ def test_info_parameter_count(capsys):
 def test_unknown_key_exit_2_with_suggestion(capsys):
     assert main(["info", "sse"]) == 2
     err = capsys.readouterr().err
-    assert "Did you mean 'se'" in err and "Traceback" not in err
+    assert "Did you mean" in err and "'se'" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv", [["info", "se", "--channels", "0"], ["list", "--role", "nope"], ["frobnicate"], []])

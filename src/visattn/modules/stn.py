@@ -125,13 +125,14 @@ class SpatialTransformer(nn.Module):
         nn.init.zeros_(self.fc_loc.weight)
         with torch.no_grad():
             self.fc_loc.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+        self.gate = nn.Identity()  # the transform as its own step, so hooks can record theta
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         r"""The affine transform :math:`\theta`, shape :math:`(B, 2, 3)`."""
         check_input(self, x, self.channels)
         # One memory format for the localisation net: the warp amplifies theta's rounding differences by the
         # image size, so channels_last and contiguous inputs would otherwise warp visibly differently.
-        return self.fc_loc(self.localization(x.contiguous())).view(-1, 2, 3)  # [B, 2, 3]
+        return self.gate(self.fc_loc(self.localization(x.contiguous())).view(-1, 2, 3))  # [B, 2, 3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         theta = self.attention_map(x).to(x.dtype)  # autocast may give a lower precision theta

@@ -203,6 +203,7 @@ class MixedPooling(nn.Module):
         self.strip_h = _conv_norm(rd, rd, (3, 1), norm_layer)  # k_h on the H x 1 strip (conv2_4)
         self.fuse_long = _conv_norm(rd, rd, 3, norm_layer, "relu")  # h_l (conv2_6)
         self.project = _conv_norm(2 * rd, channels, 1, norm_layer)  # W_o + BN (conv3)
+        self.gate = nn.Identity()  # the added context as its own step, so hooks can record it
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         r"""The context added to ``x``, :math:`\mathrm{BN}(W_o [s; l])`, shape :math:`(B, C, H, W)`."""
@@ -218,7 +219,7 @@ class MixedPooling(nn.Module):
         strip_w = self.strip_w(x2.mean(2, keepdim=True))  # [B, Cr, 1, W]
         strip_h = self.strip_h(x2.mean(3, keepdim=True))  # [B, Cr, H, 1]
         long = self.fuse_long(torch.relu(strip_w + strip_h))  # broadcast: [B, Cr, H, W]
-        return self.project(torch.cat([short, long], dim=1))  # [B, C, H, W]
+        return self.gate(self.project(torch.cat([short, long], dim=1)))  # [B, C, H, W]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.attention_map(x)
