@@ -93,7 +93,7 @@ def run_demo(args: Namespace) -> int:
     from .train.config import TrainConfig
 
     base = TrainConfig(backbone="resnet20", dataset="fashion-mnist", data_dir=getattr(args, "data_dir", None),
-                       epochs=args.epochs, train_limit=args.train_limit, val_limit=args.val_limit, pad=2)
+                       epochs=args.epochs, train_limit=args.train_limit, val_limit=args.val_limit)
     print(f"\nComparing {', '.join(DEMO_MODULES)} in ResNet-20: {args.epochs} epoch(s) on {args.train_limit:,} "
           f"training images, tested on {args.val_limit:,} (the full run: see README).\n")
     compare(base, [Variant(k, None if k == "none" else k) for k in DEMO_MODULES], [0], args.out,

@@ -107,3 +107,6 @@ def test_bad_config_values():
         TrainConfig(schedule="linear")
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="pad"):
+        TrainConfig(pad=-1)
+    assert TrainConfig().pad == 0 and TrainConfig(dataset="cifar10").pad == 4 and TrainConfig(pad=2).pad == 2
