@@ -17,6 +17,7 @@ __all__ = [
     "check_input",
     "check_size",
     "reduced_channels",
+    "CeilAvgPool2d",
 ]
 
 LayerType = str | type[nn.Module] | Callable[..., nn.Module] | None
@@ -186,3 +187,25 @@ def ceil_div(a: int, b: int) -> int:
     """``ceil(a / b)`` for non-negative ints."""
     return -(-a // b)
 
+
+class CeilAvgPool2d(nn.Module):
+    """Average pool, kernel = stride = k, that also averages the partial windows at the bottom / right edge.
+
+    Equals ``nn.AvgPool2d(k, k, ceil_mode=True)`` (a partial window is averaged over its in-bounds elements),
+    written with window sums and explicit counts so that ``torch.export`` keeps H, W symbolic (the built-in
+    ceil_mode output size adds a guard it cannot prove).
+    """
+
+    def __init__(self, kernel_size: int):
+        super().__init__()
+        self.kernel_size = int(kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size
+        h, w = x.shape[-2:]
+        ho, wo = (h + k - 1) // k, (w + k - 1) // k
+        padded = nn.functional.pad(x, (0, wo * k - w, 0, ho * k - h))
+        sums = nn.functional.avg_pool2d(padded, k, k, divisor_override=1)  # [B, C, ho, wo]
+        rows = torch.clamp(h - torch.arange(ho, device=x.device) * k, max=k)  # in-bounds rows of each window
+        cols = torch.clamp(w - torch.arange(wo, device=x.device) * k, max=k)
+        return sums / (rows[:, None] * cols[None, :]).to(x.dtype)

@@ -12,34 +12,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..layers import LayerType, check_input, check_size, create_act, create_norm
+from ..layers import CeilAvgPool2d, LayerType, check_input, check_size, create_act, create_norm
 from ..registry import register
 
 __all__ = ["SqueezeAttention"]
 
 _UPSAMPLE = ("nearest", "bilinear")
-
-
-class _CeilAvgPool(nn.Module):
-    """Average pool, kernel = stride = k, that also averages the partial windows at the bottom / right edge.
-
-    Equals ``nn.AvgPool2d(k, k, ceil_mode=True)`` (a partial window is averaged over its in-bounds elements),
-    written with window sums and explicit counts so that ``torch.export`` keeps H, W symbolic (the built-in
-    ceil_mode output size adds a guard it cannot prove).
-    """
-
-    def __init__(self, kernel_size: int):
-        super().__init__()
-        self.kernel_size = int(kernel_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.kernel_size
-        h, w = x.shape[-2:]
-        ho, wo = (h + k - 1) // k, (w + k - 1) // k
-        sums = F.avg_pool2d(F.pad(x, (0, wo * k - w, 0, ho * k - h)), k, k, divisor_override=1)  # [B, C, ho, wo]
-        rows = torch.clamp(h - torch.arange(ho, device=x.device) * k, max=k)  # in-bounds rows of each window
-        cols = torch.clamp(w - torch.arange(wo, device=x.device) * k, max=k)
-        return sums / (rows[:, None] * cols[None, :]).to(x.dtype)
 
 
 def _conv3x3(in_channels: int, out_channels: int, *, stride: int, norm_layer: LayerType,
@@ -135,7 +113,7 @@ class SqueezeAttention(nn.Module):
         # training at batch 1, and torch.export specialises an intermediate size that may be 1.
         self.min_size = pool_size + 1 if pool_size > 1 else 1
         self.conv = _conv3x3(channels, out_channels, stride=stride, norm_layer=norm_layer, act_layer=act_layer)
-        self.pool = _CeilAvgPool(pool_size)
+        self.pool = CeilAvgPool2d(pool_size)
         self.attn = nn.Sequential(
             _conv3x3(channels, out_channels, stride=1, norm_layer=norm_layer, act_layer=act_layer),
             _conv3x3(out_channels, out_channels, stride=1, norm_layer=norm_layer, act_layer=None),

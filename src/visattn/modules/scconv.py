@@ -11,32 +11,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..layers import LayerType, check_input, check_size, create_act, create_norm
+from ..layers import CeilAvgPool2d, LayerType, check_input, check_size, create_act, create_norm
 from ..registry import register
 
 __all__ = ["SelfCalibratedConv"]
-
-
-class _CeilAvgPool(nn.Module):
-    """Average pool, kernel = stride = k, that also averages the partial windows at the bottom / right edge.
-
-    Equals ``nn.AvgPool2d(k, k, ceil_mode=True)`` (a partial window is averaged over its in-bounds elements),
-    written with window sums and explicit counts so that ``torch.export`` keeps H, W symbolic (the built-in
-    ceil_mode output size adds a guard it cannot prove).
-    """
-
-    def __init__(self, kernel_size: int):
-        super().__init__()
-        self.kernel_size = int(kernel_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.kernel_size
-        h, w = x.shape[-2:]
-        ho, wo = (h + k - 1) // k, (w + k - 1) // k
-        sums = F.avg_pool2d(F.pad(x, (0, wo * k - w, 0, ho * k - h)), k, k, divisor_override=1)  # [B, C, ho, wo]
-        rows = torch.clamp(h - torch.arange(ho, device=x.device) * k, max=k)  # in-bounds rows of each window
-        cols = torch.clamp(w - torch.arange(wo, device=x.device) * k, max=k)
-        return sums / (rows[:, None] * cols[None, :]).to(x.dtype)
 
 
 def _conv_norm(in_channels: int, out_channels: int, *, stride: int, groups: int, norm_layer: LayerType) -> list:
@@ -51,7 +29,7 @@ class _SelfCalibration(nn.Module):
     def __init__(self, channels: int, out_channels: int, *, stride: int, pooling_r: int, groups: int,
                  norm_layer: LayerType, ceil_mode: bool):
         super().__init__()
-        pool = _CeilAvgPool(pooling_r) if ceil_mode else nn.AvgPool2d(pooling_r, pooling_r)
+        pool = CeilAvgPool2d(pooling_r) if ceil_mode else nn.AvgPool2d(pooling_r, pooling_r)
         self.k2 = nn.Sequential(pool,
                                 *_conv_norm(channels, channels, stride=1, groups=groups, norm_layer=norm_layer))
         self.k3 = nn.Sequential(*_conv_norm(channels, channels, stride=1, groups=groups, norm_layer=norm_layer))
