@@ -67,10 +67,10 @@ def test_bfloat16_forward_finite(key):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_float64_and_autocast(key):
-    m = build(key).double().eval()
+    m = build(key, size=(8, 8)).double().eval()
     inputs = make_inputs(key, 1, CHANNELS, (8, 8), dtype=torch.float64)
     assert _run(m, inputs).dtype == torch.float64
-    m = build(key).eval()
+    m = build(key, size=(8, 8)).eval()
     inputs = make_inputs(key, 1, CHANNELS, (8, 8))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = _run(m, inputs)
