@@ -75,3 +75,16 @@ def test_cli_train_missing_data_is_a_message(tmp_path, capsys, monkeypatch):
     assert main(["train", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "apt-get install dataset-fashion-mnist" in err and "Traceback" not in err
+
+
+def test_module_arguments_in_compare_and_early_failure(tiny_fmnist, tmp_path, capsys):
+    common = ["--data-dir", str(tiny_fmnist), "--train-limit", "32", "--val-limit", "16", "--batch-size", "16",
+              "--no-progress", "--device", "cpu"]
+    out = tmp_path / "bad"
+    assert main(["compare", "--attention", "none,sge", "--out", str(out), *common]) == 2
+    assert "sge: SpatialGroupEnhance" in capsys.readouterr().err
+    assert not (out / "none-s0").exists()  # nothing was trained before the error
+    out = tmp_path / "good"
+    assert main(["compare", "--attention", "sge:groups=8", "--out", str(out), *common]) == 0
+    assert "| sge:groups=8 |" in capsys.readouterr().out
+    assert json.loads((out / "sge-groups8-s0" / "config.json").read_text())["attention_kwargs"] == {"groups": 8}

@@ -127,12 +127,25 @@ def _print_leaderboard(out: str) -> None:
     print(f"written: {out}/leaderboard.md, {out}/leaderboard.json and plots")
 
 
+def _variant(token: str):
+    """``key`` or ``key:arg=value[:arg=value]`` (e.g. ``sge:groups=8``) -> a comparison entry."""
+    from .compare import Variant
+
+    from ..cli import CLIError
+
+    key, *settings = token.split(":")
+    try:
+        kwargs = tuple(_kv(item) for item in settings)
+    except argparse.ArgumentTypeError as err:
+        raise CLIError(f"--attention {token}: {err}") from None
+    return Variant(token, None if key == "none" else key, attention_kwargs=kwargs)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import Variant, compare
 
-    keys = [k.strip() for k in args.attention.split(",") if k.strip()]
-    _check_attention(keys)
-    variants = [Variant(k, None if k == "none" else k) for k in keys]
+    variants = [_variant(token.strip()) for token in args.attention.split(",") if token.strip()]
+    _check_attention([v.attention for v in variants])
     base = _run(lambda: _base_config(args))
     _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress))
     _print_leaderboard(args.out)
@@ -162,7 +175,8 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("compare", help="train several modules with one recipe and rank them")
     p.add_argument("--attention", default=",".join(DEMO_MODULES), help="comma-separated keys, 'none' for the "
-                   f"plain backbone (default {','.join(DEMO_MODULES)})")
+                   "plain backbone, KEY:ARG=VALUE for module arguments (e.g. sge:groups=8) "
+                   f"(default {','.join(DEMO_MODULES)})")
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, e.g. 1,2,3")
     p.add_argument("--out", default="runs/compare")
     _recipe_arguments(p)

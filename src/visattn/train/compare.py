@@ -99,6 +99,7 @@ def compare(base: TrainConfig, variants: Sequence[Variant], seeds: Sequence[int]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     unique = list({v.slug: v for v in variants}.values())
+    _check_buildable(base, unique)
     results: dict[str, list[dict]] = {}
     total = len(unique) * len(seeds)
     done = 0
@@ -112,6 +113,16 @@ def compare(base: TrainConfig, variants: Sequence[Variant], seeds: Sequence[int]
     rows = leaderboard_rows(base, variants, results, latency=latency)
     write_leaderboard(out, base, rows)
     return rows
+
+
+def _check_buildable(base: TrainConfig, variants: Sequence[Variant]) -> None:
+    """Build every variant's model once before any training, so a bad setting fails in seconds, not hours."""
+    in_chans = 1 if base.dataset == "fashion-mnist" else 3
+    for variant in variants:
+        try:
+            build_model(variant.apply(base, 0), in_chans, 10)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{variant.label}: {err}") from None
 
 
 def leaderboard_rows(base: TrainConfig, variants: Sequence[Variant], results: dict[str, list[dict]], *,
