@@ -129,9 +129,8 @@ def _print_leaderboard(out: str) -> None:
 
 def _variant(token: str):
     """``key`` or ``key:arg=value[:arg=value]`` (e.g. ``sge:groups=8``) -> a comparison entry."""
-    from .compare import Variant
-
     from ..cli import CLIError
+    from .compare import Variant
 
     key, *settings = token.split(":")
     try:
@@ -142,7 +141,7 @@ def _variant(token: str):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import Variant, compare
+    from .compare import compare
 
     variants = [_variant(token.strip()) for token in args.attention.split(",") if token.strip()]
     _check_attention([v.attention for v in variants])
