@@ -157,16 +157,18 @@ def leaderboard_rows(base: TrainConfig, variants: Sequence[Variant], results: di
 
 def _fmt_row(r: dict, baseline: dict | None) -> str:
     delta = f"{r['accuracy_mean'] - baseline['accuracy_mean']:+.2f}" if baseline else ""
+    acc = f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f}" if r["seeds"] > 1 else f"{r['accuracy_mean']:.2f}"
     lat = f"{r['latency_cpu_ms']:.2f}" if "latency_cpu_ms" in r else "-"
     gpu = f" {r['latency_gpu_ms']:.2f} |" if "latency_gpu_ms" in r else ""
-    return (f"| {r['label']} | {r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} | {delta} | {r['params']:,} | "
+    return (f"| {r['label']} | {acc} | {delta} | {r['params']:,} | "
             f"{r['flops'] / 1e6:.2f} | {lat} |{gpu} {r['train_time_s']:.0f} | {r['images_per_s']:,.0f} |")
 
 
 def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Leaderboard") -> str:
     """Markdown tables: one for a comparison, one per ablation group (the SE paper's layout)."""
     gpu = any("latency_gpu_ms" in r for r in rows)
-    head = ("| {first} | top-1 acc. % (mean ± std) | Δ vs first | params | MFLOPs | CPU latency ms |"
+    head = ("| {first} | top-1 acc. %" + (" (mean ± std)" if max(r["seeds"] for r in rows) > 1 else "")
+            + " | Δ vs {ref} | params | MFLOPs | CPU latency ms |"
             + (" GPU latency ms |" if gpu else "") + " train time s | train img/s |")
     rule = "|---" * (9 if gpu else 8) + "|"
     seeds = max(r["seeds"] for r in rows)
@@ -175,7 +177,8 @@ def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Lead
              f"({base.schedule}), {seeds} seed(s) each"
              + (f", {base.train_limit:,} training images" if base.train_limit else "")
              + (f", {base.val_limit:,} validation images" if base.val_limit else "")
-             + ". Latency: median forward of one image, batch 1.", ""]
+             + ". Latency: median forward of one image, batch 1. Train time and images/s are wall-clock on the "
+             "machine as it was during each run.", ""]
     groups = list(dict.fromkeys(r["group"] for r in rows))
     for group in groups:
         members = [r for r in rows if r["group"] == group]
@@ -186,7 +189,8 @@ def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Lead
             baseline = members[0]
             lines += [f"## {group}", ""]
         first = ABLATIONS[group][0] if group in ABLATIONS else "module"
-        lines += [head.format(first=first), rule]
+        ref = baseline["label"] if baseline else "-"
+        lines += [head.format(first=first, ref=ref), rule]
         lines += [_fmt_row(r, baseline) for r in members]
         lines.append("")
     return "\n".join(lines)
