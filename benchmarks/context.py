@@ -30,6 +30,10 @@ written, the child measures ``ru_maxrss`` growth over the first step instead, wi
 
 Writes ``benchmarks/results/context-<device>.json`` and ``.md``.
 
+On a shared machine whose cores are oversubscribed, measure with ``OMP_NUM_THREADS=1``: SDPA's fused CPU
+backward synchronises its threads often and was measured 10-40x slower with 2 threads on 2 busy cores
+(1 thread: on par with or faster than the plain formulation), which says nothing about the kernels.
+
 To add a module, append a :class:`Case` to :data:`CASES`: a ``subject`` builder (channels -> module) and a
 ``baseline`` builder (subject -> module computing the same function the plain way with the subject's weights).
 """
