@@ -18,6 +18,8 @@ __all__ = [
     "check_size",
     "reduced_channels",
     "CeilAvgPool2d",
+    "Softmax32",
+    "softmax32",
 ]
 
 LayerType = str | type[nn.Module] | Callable[..., nn.Module] | None
@@ -209,3 +211,24 @@ class CeilAvgPool2d(nn.Module):
         rows = torch.clamp(h - torch.arange(ho, device=x.device) * k, max=k)  # in-bounds rows of each window
         cols = torch.clamp(w - torch.arange(wo, device=x.device) * k, max=k)
         return sums / (rows[:, None] * cols[None, :]).to(x.dtype)
+
+
+def softmax32(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Softmax over ``dim``, computed in float32 for fp16 / bf16 input and returned in the input's dtype."""
+    if t.dtype in (torch.float16, torch.bfloat16):
+        return t.float().softmax(dim).to(t.dtype)
+    return t.softmax(dim)
+
+
+class Softmax32(nn.Module):
+    """:func:`softmax32` as a module: the attention step that ``visattn.viz`` hooks (named ``attend``)."""
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return softmax32(t, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"

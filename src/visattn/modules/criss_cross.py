@@ -10,18 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import check_input
+from ..layers import Softmax32, check_input
 from ..ops.criss_cross import criss_cross_attention
 from ..registry import register
 
 __all__ = ["CrissCrossAttention"]
-
-
-class _Softmax(nn.Module):
-    """Softmax over the last dimension; a module so that ``visattn.viz`` can hook the attention weights."""
-
-    def forward(self, energy: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(energy, dim=-1)
 
 
 @register(
@@ -98,7 +91,7 @@ class CrissCrossAttention(nn.Module):
         self.query_conv = nn.Conv2d(channels, rd, 1)
         self.key_conv = nn.Conv2d(channels, rd, 1)
         self.value_conv = nn.Conv2d(channels, channels, 1)
-        self.attend = _Softmax()
+        self.attend = Softmax32(-1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from ..layers import LayerType, check_input, create_norm
+from ..layers import LayerType, Softmax32, check_input, create_norm
 from ..registry import register
 
 __all__ = ["EMAttention"]
@@ -22,13 +22,6 @@ _EPS = 1e-6  # the official code's epsilon in the M step and in the L2 normalisa
 
 def _l2norm(t: torch.Tensor, dim: int) -> torch.Tensor:
     return t / (_EPS + t.norm(dim=dim, keepdim=True))
-
-
-class _Softmax(nn.Module):
-    """Softmax over the bases (last dim); a module so that ``visattn.viz`` can hook the responsibilities."""
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(t, dim=-1)
 
 
 @register(
@@ -120,7 +113,7 @@ class EMAttention(nn.Module):
         self.register_buffer("mu", _l2norm(mu, dim=1))  # [1, C, K]
         self.conv1 = nn.Conv2d(channels, channels, 1)
         self.conv2 = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), create_norm(norm_layer, channels))
-        self.attend = _Softmax()
+        self.attend = Softmax32(-1)
         for m in self.modules():  # official init: N(0, sqrt(2 / (k * k * out))) for convs, BN at (1, 0)
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))

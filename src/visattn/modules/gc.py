@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import LayerType, check_input, create_act, reduced_channels
+from ..layers import LayerType, Softmax32, check_input, create_act, reduced_channels
 from ..registry import register
 
 __all__ = ["GlobalContext"]
@@ -104,7 +104,7 @@ class GlobalContext(nn.Module):
         planes = reduced_channels(channels, reduction, rd_channels)
         if pool == "att":
             self.conv_mask = nn.Conv2d(channels, 1, 1, bias=False)  # W_k; a bias would cancel in the softmax
-            self.attend = nn.Softmax(dim=-1)
+            self.attend = Softmax32(-1)
         self.channel_mul_conv = _transform(channels, planes, act_layer) if "mul" in fusion else None
         self.gate = nn.Sigmoid() if "mul" in fusion else None
         self.channel_add_conv = _transform(channels, planes, act_layer) if "add" in fusion else None
@@ -122,9 +122,7 @@ class GlobalContext(nn.Module):
     def _weights(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         logits = self.conv_mask(x).reshape(b, 1, h * w)  # [B, 1, HW]
-        if logits.dtype in (torch.float16, torch.bfloat16):  # softmax energies in float32
-            return self.attend(logits.float()).to(logits.dtype)
-        return self.attend(logits)
+        return self.attend(logits)  # softmax energies in float32 for fp16 / bf16
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         r"""The pooling weights :math:`\alpha`, shape :math:`(B, 1, H, W)` (uniform for ``pool="avg"``)."""

@@ -9,19 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import check_input
+from ..layers import check_input, softmax32
 from ..registry import register
 
 __all__ = ["PolarizedSelfAttention", "PolarizedChannelAttention", "PolarizedSpatialAttention"]
 
 _LAYOUTS = ("parallel", "sequential")
-
-
-def _softmax(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Softmax in float32 for fp16 / bf16 inputs (and under autocast), in the input's dtype otherwise."""
-    if t.dtype in (torch.float16, torch.bfloat16):
-        return t.float().softmax(dim).to(t.dtype)
-    return t.softmax(dim)
 
 
 def _check_channels(cls_name: str, channels: int) -> int:
@@ -72,7 +65,7 @@ class PolarizedChannelAttention(nn.Module):
         r"""Channel weights :math:`A^{ch}`, shape :math:`(B, C, 1, 1)`."""
         check_input(self, x, self.channels)
         b = x.shape[0]
-        q = _softmax(self.wq(x).flatten(2), dim=-1)  # [B, 1, HW], softmax over positions
+        q = softmax32(self.wq(x).flatten(2), dim=-1)  # [B, 1, HW], softmax over positions
         v = self.wv(x).flatten(2)  # [B, C/2, HW]
         z = torch.matmul(v, q.transpose(1, 2)).unsqueeze(-1)  # [B, C/2, 1, 1]
         z = self.norm(self.wz(z).reshape(b, self.channels))  # [B, C], LayerNorm over C
@@ -119,7 +112,7 @@ class PolarizedSpatialAttention(nn.Module):
         r"""Spatial weights :math:`A^{sp}`, shape :math:`(B, 1, H, W)`."""
         check_input(self, x, self.channels)
         b, _, h, w = x.shape
-        q = _softmax(self.wq(x).mean((2, 3)), dim=-1).unsqueeze(1)  # [B, 1, C/2], softmax over channels
+        q = softmax32(self.wq(x).mean((2, 3)), dim=-1).unsqueeze(1)  # [B, 1, C/2], softmax over channels
         v = self.wv(x).flatten(2)  # [B, C/2, HW]
         return self.gate(torch.matmul(q, v).reshape(b, 1, h, w))  # [B, 1, HW] -> [B, 1, H, W]
 

@@ -11,27 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import ConvNormAct, LayerType, _shape, check_input, create_norm, reduced_channels
+from ..layers import ConvNormAct, LayerType, Softmax32, _shape, check_input, create_norm, reduced_channels
 from ..ops.psa import psa_attention, psa_gather
 from ..registry import register
 
 __all__ = ["PointwiseSpatialAttention"]
 
 _MODES = ("collect", "distribute", "both")
-
-
-class _Softmax(nn.Module):
-    """Softmax over one dimension; a module so that ``visattn.viz`` can hook the attention weights."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, g: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(g, dim=self.dim)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
 
 
 class _PSABranch(nn.Module):
@@ -50,7 +36,7 @@ class _PSABranch(nn.Module):
         # Applied as a matmul on the channels-last features so that the mask comes out channels-last.
         self.mask_conv = nn.Conv2d(mid, (2 * h - 1) * (2 * w - 1), 1, bias=False)
         # collect: rows of G are targets, softmax over the last dim; distribute: rows are sources, over dim 1.
-        self.attend = _Softmax(-1 if mode == "collect" else 1)
+        self.attend = Softmax32(-1 if mode == "collect" else 1)
 
     def reduced(self, x: torch.Tensor) -> torch.Tensor:
         """Reduced features ``(B, C', H', W')`` on the attention grid."""
