@@ -88,3 +88,39 @@ def test_module_arguments_in_compare_and_early_failure(tiny_fmnist, tmp_path, ca
     assert main(["compare", "--attention", "sge:groups=8", "--out", str(out), *common]) == 0
     assert "| sge:groups=8 |" in capsys.readouterr().out
     assert json.loads((out / "sge-groups8-s0" / "config.json").read_text())["attention_kwargs"] == {"groups": 8}
+
+
+def test_parallel_jobs_train_the_same_runs(tiny_fmnist, tmp_path):
+    import torch
+
+    variants = [Variant("none"), Variant("se", "se")]
+    quiet = dict(progress=False, log=lambda *a: None, latency=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers get one thread each; same threads, same arithmetic
+    try:
+        serial = compare(base(tiny_fmnist), variants, [1], tmp_path / "serial", **quiet)
+    finally:
+        torch.set_num_threads(threads)
+    lines: list[str] = []
+    parallel = compare(base(tiny_fmnist), variants, [1], tmp_path / "parallel", jobs=2,
+                       **(quiet | dict(log=lines.append)))
+    assert sum("2 at a time" in line for line in lines) == 2
+    assert [r["attention"] for r in parallel] == [r["attention"] for r in serial]
+    for s, p in zip(serial, parallel, strict=True):
+        assert p["accuracy_mean"] == s["accuracy_mean"]
+    for slug in ("none-s1", "se-s1"):
+        ran = json.loads((tmp_path / "parallel" / slug / "result.json").read_text())
+        alone = json.loads((tmp_path / "serial" / slug / "result.json").read_text())
+        assert ran["loss"] == pytest.approx(alone["loss"], rel=1e-5)
+        assert ran["threads"] == max(1, threads // 2)
+
+
+def test_parallel_jobs_bad_settings(tiny_fmnist, tmp_path, capsys):
+    with pytest.raises(ValueError, match="at least 1"):
+        compare(base(tiny_fmnist), [Variant("none")], [1], tmp_path, jobs=0, progress=False, log=lambda *a: None)
+    with pytest.raises(ValueError, match="CPU"):
+        compare(base(tiny_fmnist, device="cuda"), [Variant("none")], [1], tmp_path, jobs=2, progress=False,
+                log=lambda *a: None)
+    with pytest.raises(SystemExit):
+        main(["compare", "--jobs", "0"])
+    assert "--jobs" in capsys.readouterr().err

@@ -22,9 +22,11 @@ def quiet(*args, **kwargs):
 
 def test_run_writes_metrics_checkpoints_result(tiny_fmnist, tmp_path):
     out = tmp_path / "run"
-    result = train(config(tiny_fmnist), out, progress=False, log=quiet)
+    logged: list[str] = []
+    result = train(config(tiny_fmnist), out, progress=False, log=logged.append)
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
+    assert [m.split(":")[0] for m in logged if m.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
     assert {"train_loss", "val_loss", "val_accuracy", "lr", "images_per_s"} <= set(lines[0])
     saved = json.loads((out / "result.json").read_text())
     assert saved["accuracy"] == result["accuracy"] and 0 <= saved["accuracy"] <= 100

@@ -146,7 +146,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     variants = [_variant(token.strip()) for token in args.attention.split(",") if token.strip()]
     _check_attention([v.attention for v in variants])
     base = _run(lambda: _base_config(args))
-    _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress))
+    _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress, jobs=args.jobs))
     _print_leaderboard(args.out)
     return 0
 
@@ -156,7 +156,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     variants = _run(lambda: ablation_variants(args.key))
     base = _run(lambda: _base_config(args))
-    _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress))
+    _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress, jobs=args.jobs))
     _print_leaderboard(args.out)
     return 0
 
@@ -178,6 +178,8 @@ def add_parser(sub) -> None:
                    f"(default {','.join(DEMO_MODULES)})")
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, e.g. 1,2,3")
     p.add_argument("--out", default="runs/compare")
+    p.add_argument("--jobs", type=_positive(int), default=1, help="CPU runs to train at once, each with its share "
+                   "of the threads (default 1; on a 2-core machine --jobs 2 finishes a comparison sooner)")
     _recipe_arguments(p)
     p.set_defaults(func=cmd_compare)
 
@@ -185,6 +187,8 @@ def add_parser(sub) -> None:
     p.add_argument("key", nargs="?", default="se", choices=("se",))
     p.add_argument("--seeds", type=_int_list, default=[0])
     p.add_argument("--out", default="runs/ablate-se")
+    p.add_argument("--jobs", type=_positive(int), default=1, help="CPU runs to train at once, each with its share "
+                   "of the threads (default 1; on a 2-core machine --jobs 2 finishes a comparison sooner)")
     _recipe_arguments(p)
     p.set_defaults(func=cmd_ablate)
 

@@ -232,8 +232,12 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
             record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen), "val_loss": val_loss,
                       "val_accuracy": accuracy, "lr": scheduler.get_last_lr()[0], "epoch_time_s": epoch_time,
                       "images_per_s": seen * dist.world_size / epoch_time}
-            bar.message(f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f}, "
-                        f"val loss {val_loss:.4f}, val acc {accuracy:.2f}%, {record['images_per_s']:,.0f} img/s")
+            summary = (f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f}, val loss "
+                       f"{val_loss:.4f}, val acc {accuracy:.2f}%, {record['images_per_s']:,.0f} img/s")
+            if bar.enabled:
+                bar.message(summary)
+            elif dist.is_main:  # --no-progress: no bars, but still one line per epoch
+                log(summary)
             if dist.is_main:
                 with open(out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
