@@ -58,6 +58,7 @@ def test_show_on_a_trained_run(trained_run, capsys):
     assert "test image #11, class Trouser" in text and "class Sandal" not in text
     assert "Grad-CAM at layer3" in text and "Channel weights by class" in text
     assert "averaged over 32 test images" in text  # the run's val_limit
+    assert f"Run {trained_run.name}:" in text and str(trained_run.parent) not in text  # no local paths
     blocks = [k for k, v in attention_modules(create("resnet20", attention="cbam", in_chans=1)).items() if v == "cbam"]
     assert len(blocks) == 9
     for b in range(3):

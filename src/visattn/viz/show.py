@@ -174,7 +174,7 @@ def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int 
     class_ids = parse_classes(classes, test.classes)
     indices = select_images(test.labels, images, class_ids)
     run = Path(run_dir)
-    intro = [f"Run {run.resolve()}: {config.backbone} + {config.attention or 'no attention'}"
+    intro = [f"Run {run.name}: {config.backbone} + {config.attention or 'no attention'}"
              + (f" ({config.position})" if config.attention and config.position != "standard" else "")
              + f" on {config.dataset}, checkpoint of epoch {epoch}"
              + (f", {result['accuracy']:.2f}% top-1 on its validation images" if result else "") + "."]
