@@ -16,6 +16,7 @@ __all__ = [
     "LayerNorm2d",
     "check_input",
     "check_size",
+    "format_shape",
     "reduced_channels",
     "CeilAvgPool2d",
     "Softmax32",
@@ -147,7 +148,8 @@ class ConvNormAct(nn.Sequential):
         )
 
 
-def _shape(x: torch.Tensor) -> str:
+def format_shape(x: torch.Tensor) -> str:
+    """``(B, C, H, W)`` of ``x`` as text for error messages (symbolic sizes as they are)."""
     return "(" + ", ".join(str(int(s)) if isinstance(s, int) else str(s) for s in x.shape) + ")"
 
 
@@ -160,11 +162,11 @@ def check_input(module: nn.Module, x: torch.Tensor, channels: int | None, *, nam
     if x.dim() != 4:
         raise ValueError(
             f"{type(module).__name__}: expected {name} of shape (B, {channels if channels else 'C'}, H, W), "
-            f"got a {x.dim()}-D tensor of shape {_shape(x)}"
+            f"got a {x.dim()}-D tensor of shape {format_shape(x)}"
         )
     if channels is not None and x.shape[1] != channels:
         raise ValueError(
-            f"{type(module).__name__}: expected {name} of shape (B, {channels}, H, W), got {_shape(x)} "
+            f"{type(module).__name__}: expected {name} of shape (B, {channels}, H, W), got {format_shape(x)} "
             f"({x.shape[1]} channels instead of {channels})"
         )
 
@@ -181,7 +183,8 @@ def check_size(module: nn.Module, x: torch.Tensor, min_hw: int | tuple[int, int]
     if h < min_h or w < min_w:
         reason = f" ({why})" if why else ""
         raise ValueError(
-            f"{type(module).__name__}: expected H >= {min_h} and W >= {min_w}{reason}, got input of shape {_shape(x)}"
+            f"{type(module).__name__}: expected H >= {min_h} and W >= {min_w}{reason}, "
+            f"got input of shape {format_shape(x)}"
         )
 
 

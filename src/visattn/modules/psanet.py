@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import ConvNormAct, LayerType, Softmax32, _shape, check_input, create_norm, reduced_channels
+from ..layers import ConvNormAct, LayerType, Softmax32, check_input, create_norm, format_shape, reduced_channels
 from ..ops.psa import psa_attention, psa_gather
 from ..registry import register
 
@@ -173,7 +173,7 @@ class PointwiseSpatialAttention(nn.Module):
             raise ValueError(
                 f"PointwiseSpatialAttention: built for feature_size=({fh}, {fw}) (its masks have "
                 f"{(2 * self.grid[0] - 1) * (2 * self.grid[1] - 1)} channels), expected input of shape "
-                f"(B, {self.channels}, {fh}, {fw}), got {_shape(x)}"
+                f"(B, {self.channels}, {fh}, {fw}), got {format_shape(x)}"
             )
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import ConvNormAct, LayerType, _shape, check_input, create_act, create_norm
+from ..layers import ConvNormAct, LayerType, check_input, create_act, create_norm, format_shape
 from ..registry import register
 
 __all__ = ["RelationAwareSpatialAttention", "RelationAwareChannelAttention"]
@@ -42,7 +42,7 @@ def _check_size(module: nn.Module, x: torch.Tensor) -> None:
         fh, fw = module.feature_size
         raise ValueError(
             f"{type(module).__name__}: built for feature_size=({fh}, {fw}) (its relation features have H*W = "
-            f"{fh * fw} entries), expected input of shape (B, {module.channels}, {fh}, {fw}), got {_shape(x)}"
+            f"{fh * fw} entries), expected input of shape (B, {module.channels}, {fh}, {fw}), got {format_shape(x)}"
         )
 
 
