@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-limit", type=_positive_int, default=10000, help="training images per run")
     p.add_argument("--val-limit", type=_positive_int, default=2000, help="test images per run")
     p.add_argument("--out", default="runs/demo", help="where the runs and the leaderboard go")
+    p.add_argument("--jobs", type=_positive_int, default=None, help="training runs at once (default: 2 on a "
+                   "CPU-only machine with 2+ cores, one thread each; else 1)")
     p.set_defaults(func=cmd_demo)
 
     for provider in _PROVIDERS:
