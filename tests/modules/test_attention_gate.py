@@ -5,27 +5,8 @@ import torch
 
 import visattn
 from tests._build import randomize_
-from tests.modules.test_sk import batch_norm_ref, randomize_bn_stats_
+from tests._reference import batch_norm_ref, bilinear_ref, randomize_bn_
 from visattn.modules.attention_gate import AttentionGate
-
-
-def _interp_matrix(n_in, n_out):
-    """Bilinear weights along one axis, align_corners=False: source = (i + 0.5) * n_in / n_out - 0.5, >= 0."""
-    m = torch.zeros(n_out, n_in, dtype=torch.float64)
-    for i in range(n_out):
-        src = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
-        i0 = int(src)
-        i1 = min(i0 + 1, n_in - 1)
-        lam = src - i0
-        m[i, i0] += 1 - lam
-        m[i, i1] += lam
-    return m
-
-
-def bilinear_ref(x, size):
-    """Bilinear resize (align_corners=False) as two interpolation matrices."""
-    rh, rw = _interp_matrix(x.shape[-2], size[0]), _interp_matrix(x.shape[-1], size[1])
-    return torch.einsum("ih,bchw,jw->bcij", rh, x, rw)
 
 
 def reference_ag(x, g, m: AttentionGate, training=False, s=2):
@@ -52,7 +33,7 @@ def reference_ag(x, g, m: AttentionGate, training=False, s=2):
 
 
 def _randomized(channels, **kw):
-    return randomize_bn_stats_(randomize_(AttentionGate(channels, **kw), std=0.3)).double()
+    return randomize_bn_(randomize_(AttentionGate(channels, **kw), std=0.3)).double()
 
 
 @pytest.mark.parametrize("kw,xsize,gsize", [

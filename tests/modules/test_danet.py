@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import visattn
+from tests._reference import assert_same_forward_and_gradients
 from visattn.modules.danet import ChannelAttention, DualAttention, PositionAttention
 
 attention_ops = importlib.import_module("visattn.ops.attention")
@@ -69,15 +70,7 @@ def test_pam_blocked_path_equals_reference_path_over_several_blocks(monkeypatch)
     slow = PositionAttention(16, memory_efficient=False).double()
     slow.load_state_dict(fast.state_dict())
     x = torch.randn(2, 16, 7, 9, dtype=torch.float64)
-    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    y1, y2 = fast(x1), slow(x2)
-    torch.testing.assert_close(y1, y2)
-    up = torch.randn_like(y1)
-    (y1 * up).sum().backward()
-    (y2 * up).sum().backward()
-    torch.testing.assert_close(x1.grad, x2.grad)
-    for (name, p1), p2 in zip(fast.named_parameters(), slow.parameters(), strict=True):
-        torch.testing.assert_close(p1.grad, p2.grad, msg=name)
+    assert_same_forward_and_gradients(fast, slow, x)
 
 
 def test_pam_structure_and_identity_at_init():

@@ -5,25 +5,19 @@ import torch
 
 import visattn
 from tests._build import randomize_
+from tests._reference import bn_eval
 from visattn.modules.rga import RelationAwareChannelAttention, RelationAwareSpatialAttention
-
-
-def _bn(t, bn):
-    """Eval-mode BN over dim 1 of t (any trailing dims)."""
-    shape = (1, -1) + (1,) * (t.dim() - 2)
-    return ((t - bn.running_mean.view(shape)) / torch.sqrt(bn.running_var.view(shape) + bn.eps)
-            * bn.weight.view(shape) + bn.bias.view(shape))
 
 
 def _cbr(t, seq):
     """conv1x1 (no bias) + BN + ReLU over dim 1 of t, t: (B, Cin, ...)."""
-    return torch.relu(_bn(torch.einsum("oc,bc...->bo...", seq[0].weight[:, :, 0, 0], t), seq[1]))
+    return torch.relu(bn_eval(torch.einsum("oc,bc...->bo...", seq[0].weight[:, :, 0, 0], t), seq[1]))
 
 
 def _w(t, mlp):
     """W: conv1x1 + BN + ReLU, conv1x1 to one channel, BN."""
     hidden = _cbr(t, mlp[0])
-    return _bn(torch.einsum("oc,bc...->bo...", mlp[1].weight[:, :, 0, 0], hidden), mlp[2])
+    return bn_eval(torch.einsum("oc,bc...->bo...", mlp[1].weight[:, :, 0, 0], hidden), mlp[2])
 
 
 def _joint(rel):

@@ -5,9 +5,7 @@ import torch
 
 import visattn
 from tests._build import randomize_
-from tests.modules.test_attention_gate import bilinear_ref
-from tests.modules.test_scconv import avg_pool_ref, nearest_ref
-from tests.modules.test_sk import batch_norm_ref, conv_ref, randomize_bn_stats_
+from tests._reference import avg_pool_ref, batch_norm_ref, bilinear_ref, conv_ref, nearest_ref, randomize_bn_
 from visattn.modules.sanet import SqueezeAttention
 
 
@@ -23,7 +21,7 @@ def reference_sa(x, m: SqueezeAttention, training=False, stride=1, mode="nearest
 
 
 def _randomized(channels, **kw):
-    return randomize_bn_stats_(randomize_(SqueezeAttention(channels, **kw), std=0.3)).double()
+    return randomize_bn_(randomize_(SqueezeAttention(channels, **kw), std=0.3)).double()
 
 
 @pytest.mark.parametrize("kw,size", [

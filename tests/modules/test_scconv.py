@@ -5,28 +5,8 @@ import torch
 
 import visattn
 from tests._build import randomize_
-from tests.modules.test_sk import batch_norm_ref, conv_ref, randomize_bn_stats_
+from tests._reference import avg_pool_ref, batch_norm_ref, conv_ref, nearest_ref, randomize_bn_
 from visattn.modules.scconv import SelfCalibratedConv
-
-
-def avg_pool_ref(x, r, ceil_mode):
-    """Mean over r x r windows with stride r; ceil_mode keeps the partial windows at the bottom / right edge and
-    averages them over their in-bounds elements, floor mode drops them (nn.AvgPool2d(r, r))."""
-    h, w = x.shape[-2:]
-    ho, wo = (-(-h // r), -(-w // r)) if ceil_mode else (h // r, w // r)
-    out = torch.empty(*x.shape[:2], ho, wo, dtype=x.dtype)
-    for i in range(ho):
-        for j in range(wo):
-            out[:, :, i, j] = x[:, :, i * r:(i + 1) * r, j * r:(j + 1) * r].mean(dim=(2, 3))
-    return out
-
-
-def nearest_ref(x, size):
-    """PyTorch's 'nearest' resize: output index i reads input index floor(i * in / out)."""
-    (h, w), (ho, wo) = x.shape[-2:], size
-    rows = [min(int(i * h / ho), h - 1) for i in range(ho)]
-    cols = [min(int(j * w / wo), w - 1) for j in range(wo)]
-    return x[:, :, rows][:, :, :, cols]
 
 
 def conv_bn_ref(x, seq, training, stride=1):
@@ -48,7 +28,7 @@ def reference_scconv(x, m: SelfCalibratedConv, training=False, ceil_mode=True, r
 
 
 def _randomized(channels, **kw):
-    return randomize_bn_stats_(randomize_(SelfCalibratedConv(channels, **kw), std=0.3)).double()
+    return randomize_bn_(randomize_(SelfCalibratedConv(channels, **kw), std=0.3)).double()
 
 
 @pytest.mark.parametrize("kw,size", [

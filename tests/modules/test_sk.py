@@ -1,52 +1,12 @@
-"""Selective Kernel convolution against the paper's equations (float64, explicit taps) and timm's SelectiveKernel.
-
-``conv_ref`` and ``batch_norm_ref`` are the independent conv / BN references the scconv and sanet tests share.
-"""
+"""Selective Kernel convolution against the paper's equations (float64, explicit taps) and timm's SelectiveKernel."""
 
 import pytest
 import torch
 
 import visattn
 from tests._build import randomize_
+from tests._reference import batch_norm_ref, conv_ref, randomize_bn_
 from visattn.modules.sk import SelectiveKernelConv
-
-
-def conv_ref(x, weight, bias=None, *, stride=1, dilation=1, groups=1):
-    """Zero-padded 'same' conv (padding = dilation * (k - 1) / 2) as a sum over kernel taps, per group (einsum)."""
-    b, c, h, w = x.shape
-    o, cg, k, _ = weight.shape
-    p = dilation * (k - 1) // 2
-    ho, wo = (h + 2 * p - dilation * (k - 1) - 1) // stride + 1, (w + 2 * p - dilation * (k - 1) - 1) // stride + 1
-    xp = torch.zeros(b, c, h + 2 * p, w + 2 * p, dtype=x.dtype)
-    xp[:, :, p:p + h, p:p + w] = x
-    xg = xp.view(b, groups, cg, h + 2 * p, w + 2 * p)
-    wg = weight.view(groups, o // groups, cg, k, k)
-    out = torch.zeros(b, groups, o // groups, ho, wo, dtype=x.dtype)
-    for i in range(k):
-        for j in range(k):
-            patch = xg[:, :, :, i * dilation:i * dilation + (ho - 1) * stride + 1:stride,
-                       j * dilation:j * dilation + (wo - 1) * stride + 1:stride]  # [B, G, Cg, Ho, Wo]
-            out += torch.einsum("goc,bgchw->bgohw", wg[:, :, :, i, j], patch)
-    out = out.reshape(b, o, ho, wo)
-    return out if bias is None else out + bias[None, :, None, None]
-
-
-def batch_norm_ref(x, bn, training):
-    """BN with batch statistics (biased variance over B, H, W) in training, running statistics in eval."""
-    if training:
-        mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
-    else:
-        mean, var = bn.running_mean, bn.running_var
-    shape = (1, -1, 1, 1)
-    return (x - mean.view(shape)) / torch.sqrt(var.view(shape) + bn.eps) * bn.weight.view(shape) + bn.bias.view(shape)
-
-
-def randomize_bn_stats_(module):
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return module
 
 
 def reference_sk(x, m: SelectiveKernelConv, training=False):
@@ -70,7 +30,7 @@ def reference_sk(x, m: SelectiveKernelConv, training=False):
 
 
 def _randomized(channels, **kw):
-    return randomize_bn_stats_(randomize_(SelectiveKernelConv(channels, **kw), std=0.3)).double()
+    return randomize_bn_(randomize_(SelectiveKernelConv(channels, **kw), std=0.3)).double()
 
 
 @pytest.mark.parametrize("kw,size", [

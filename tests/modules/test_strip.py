@@ -5,38 +5,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import visattn
+from tests._reference import bn_eval, bn_train, randomize_bn_
 from visattn.modules.strip import MixedPooling, StripPooling
-
-
-def randomize_bn_(module, seed=3):
-    """Non-trivial running statistics and affine parameters in every BatchNorm, so eval BN is not identity."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in module.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                n = mod.num_features
-                mod.running_mean.copy_(torch.randn(n, generator=g, dtype=torch.float64) * 0.5)
-                mod.running_var.copy_(torch.rand(n, generator=g, dtype=torch.float64) + 0.5)
-                mod.weight.copy_(1 + 0.3 * torch.randn(n, generator=g, dtype=torch.float64))
-                mod.bias.copy_(0.3 * torch.randn(n, generator=g, dtype=torch.float64))
-    return module
-
-
-def bn_eval(v, bn):
-    shape = (1, -1) + (1,) * (v.dim() - 2)
-    return ((v - bn.running_mean.view(shape)) / torch.sqrt(bn.running_var.view(shape) + bn.eps) * bn.weight.view(shape)
-            + bn.bias.view(shape))
-
-
-def bn_train(v, bn):
-    dims = [d for d in range(v.dim()) if d != 1]
-    shape = (1, -1) + (1,) * (v.dim() - 2)
-    mean = v.mean(dims, keepdim=True)
-    var = ((v - mean) ** 2).mean(dims, keepdim=True)
-    return (v - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(shape) + bn.bias.view(shape)
 
 
 def conv1d_same(v, w):
