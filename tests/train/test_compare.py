@@ -44,11 +44,15 @@ def test_ablation_grid_shares_the_default_run():
 
 
 def test_ablation_markdown_has_one_table_per_group():
-    rows = [dict(label=str(v.label), group=v.group, attention="se", slug=v.slug, accuracy_mean=90.0, accuracy_std=0.1,
-                 seeds=2, params=100, flops=1e6, train_time_s=1.0, images_per_s=10.0) for v in ablation_variants()]
+    rows = [dict(label=str(v.label), group=v.group, attention="se", slug=v.slug, accuracy_mean=90.0 + i,
+                 accuracy_std=0.1, seeds=2, params=100, flops=1e6, train_time_s=1.0, images_per_s=10.0)
+            for i, v in enumerate(ablation_variants())]
     md = leaderboard_markdown(TrainConfig(), rows, "SE ablations")
     for group, (column, _, _) in ABLATIONS.items():
         assert f"## {group}" in md and f"| {column} |" in md
+    # each table's deltas are against SE's default setting (r = 16 in the ratio table), as in the paper
+    assert "| Δ vs 16 |" in md and "| 16 | " in md and "| +0.00 |" in md.split("## reduction ratio")[1].split("##")[0]
+    assert "all training images, all test images" in md
 
 
 def test_cli_compare_and_errors(tiny_fmnist, tmp_path, capsys):
