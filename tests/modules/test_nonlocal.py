@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import visattn
+from tests._reference import assert_same_forward_and_gradients
 from visattn.modules.nonlocal_block import NonLocalBlock
 
 MODES = ["embedded_gaussian", "gaussian", "dot_product", "concatenation"]
@@ -81,15 +82,7 @@ def test_memory_efficient_equals_reference_path_with_parameter_gradients(mode):
     slow = NonLocalBlock(12, mode=mode, sub_sample=True, memory_efficient=False).double().train()
     slow.load_state_dict(fast.state_dict())
     x = torch.randn(3, 12, 7, 6, dtype=torch.float64) * 0.5
-    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    y1, y2 = fast(x1), slow(x2)
-    torch.testing.assert_close(y1, y2)
-    upstream = torch.randn_like(y1)
-    (y1 * upstream).sum().backward()
-    (y2 * upstream).sum().backward()
-    torch.testing.assert_close(x1.grad, x2.grad)
-    for (name, p1), p2 in zip(fast.named_parameters(), slow.parameters(), strict=True):
-        torch.testing.assert_close(p1.grad, p2.grad, msg=name)
+    assert_same_forward_and_gradients(fast, slow, x)
 
 
 def test_scaled_energies_follow_official_code():
