@@ -236,7 +236,7 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
                        f"{val_loss:.4f}, val acc {accuracy:.2f}%, {record['images_per_s']:,.0f} img/s")
             if bar.enabled:
                 bar.message(summary)
-            elif dist.is_main:  # --no-progress: no bars, but still one line per epoch
+            else:  # --no-progress: no bars, but still one line per epoch (log is silent off rank 0)
                 log(summary)
             if dist.is_main:
                 with open(out / "metrics.jsonl", "a") as f:
