@@ -71,6 +71,11 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
 
 
+def _jobs_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=_positive(int), default=1, help="CPU runs to train at once, each with its share "
+                   "of the threads (default 1; on a 2-core machine --jobs 2 finishes a comparison sooner)")
+
+
 def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
     return TrainConfig(backbone=args.backbone, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, weight_decay=args.wd,
@@ -178,8 +183,7 @@ def add_parser(sub) -> None:
                    f"(default {','.join(DEMO_MODULES)})")
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, e.g. 1,2,3")
     p.add_argument("--out", default="runs/compare")
-    p.add_argument("--jobs", type=_positive(int), default=1, help="CPU runs to train at once, each with its share "
-                   "of the threads (default 1; on a 2-core machine --jobs 2 finishes a comparison sooner)")
+    _jobs_argument(p)
     _recipe_arguments(p)
     p.set_defaults(func=cmd_compare)
 
@@ -187,8 +191,7 @@ def add_parser(sub) -> None:
     p.add_argument("key", nargs="?", default="se", choices=("se",))
     p.add_argument("--seeds", type=_int_list, default=[0])
     p.add_argument("--out", default="runs/ablate-se")
-    p.add_argument("--jobs", type=_positive(int), default=1, help="CPU runs to train at once, each with its share "
-                   "of the threads (default 1; on a 2-core machine --jobs 2 finishes a comparison sooner)")
+    _jobs_argument(p)
     _recipe_arguments(p)
     p.set_defaults(func=cmd_ablate)
 

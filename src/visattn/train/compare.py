@@ -104,14 +104,14 @@ def compare(base: TrainConfig, variants: Sequence[Variant], seeds: Sequence[int]
     are too small to keep two threads busy). Log lines then carry the run's name; there are no
     progress bars.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    unique = list({v.slug: v for v in variants}.values())
-    _check_buildable(base, unique)
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if jobs > 1 and (base.device not in ("cpu", "auto") or base.device == "auto" and torch.cuda.is_available()):
         raise ValueError("parallel runs (jobs > 1) are for CPU training; on a GPU run them one at a time")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    unique = list({v.slug: v for v in variants}.values())
+    _check_buildable(base, unique)
     tasks = [(variant.slug, variant.apply(base, seed), out / f"{variant.slug}-s{seed}")
              for variant in unique for seed in seeds]
     results: dict[str, list[dict]] = {}
@@ -146,8 +146,7 @@ def _train_in_parallel(tasks: list[tuple[str, TrainConfig, Path]], jobs: int,
         try:
             return [future.result() for future in futures]
         except BaseException:
-            for future in futures:
-                future.cancel()
+            pool.shutdown(cancel_futures=True)  # a failed or interrupted run stops the queue
             raise
 
 
