@@ -154,7 +154,7 @@ def format_shape(x: torch.Tensor) -> str:
 
 
 def check_input(module: nn.Module, x: torch.Tensor, channels: int | None, *, name: str = "input") -> None:
-    """Raise ``ValueError`` unless ``x`` is ``(B, channels, H, W)``.
+    """Raise ``ValueError`` unless ``x`` is ``(B, channels, H, W)`` with no dimension zero.
 
     The message names the module, what it expected and what it got. Channel and rank checks are
     static under ``torch.compile`` / ``torch.export`` and stay in the graph.
@@ -169,6 +169,8 @@ def check_input(module: nn.Module, x: torch.Tensor, channels: int | None, *, nam
             f"{type(module).__name__}: expected {name} of shape (B, {channels}, H, W), got {format_shape(x)} "
             f"({x.shape[1]} channels instead of {channels})"
         )
+    if not torch.compiler.is_compiling() and x.numel() == 0:  # B, H or W is 0: nothing to attend over
+        raise ValueError(f"{type(module).__name__}: expected a non-empty {name}, got shape {format_shape(x)}")
 
 
 def check_size(module: nn.Module, x: torch.Tensor, min_hw: int | tuple[int, int], why: str = "") -> None:

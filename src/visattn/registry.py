@@ -157,6 +157,15 @@ def list_modules(pattern: str | None = None, role: str | None = None) -> list[st
     return keys
 
 
+#: constructor arguments that count or divide something: zero or negative is never meaningful
+_POSITIVE_ARGUMENTS = frozenset({
+    "reduction", "rd_channels", "groups", "num_heads", "bases", "iterations", "recurrence", "cha_ratio", "spa_ratio",
+    "down_ratio", "pooling_r", "kernel_size", "num_branches", "sub_sample_factor", "shrink_factor", "pool_size",
+    "mlp_ratio", "depth", "dilation", "min_dim", "min_channels", "inner_channels", "out_channels", "key_channels",
+    "value_channels", "inter_channels", "gating_channels", "loc_channels", "loc_hidden", "pos_size", "eps",
+})
+
+
 def create(key: str, channels: int, **kwargs: Any) -> nn.Module:
     """Build the module registered under ``key`` for ``channels`` input channels.
 
@@ -168,6 +177,9 @@ def create(key: str, channels: int, **kwargs: Any) -> nn.Module:
     Raises:
         KeyError: unknown key (with the closest keys suggested).
         TypeError: a keyword argument the module does not take (with the ones it does).
+        ValueError: ``channels`` is not a positive integer, a counting argument (``reduction``, ``groups``...)
+            is zero or negative, or the module cannot be built with these arguments; the message names
+            the module.
 
     Example:
         >>> m = create("se", 64, reduction=8)
@@ -187,4 +199,22 @@ def create(key: str, channels: int, **kwargs: Any) -> nn.Module:
             f"visattn: {meta.cls.__name__} ({key!r}) got unexpected keyword argument(s) {', '.join(hints)}; "
             f"it accepts {accepted}"
         )
-    return meta.cls(channels, **kwargs)
+    name = f"{meta.cls.__name__} ({key!r})"
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
+        raise ValueError(f"{name}: channels must be a positive integer, got {channels!r}")
+    for arg, value in kwargs.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if arg in _POSITIVE_ARGUMENTS and number and value <= 0:
+            raise ValueError(f"{name}: {arg} must be positive, got {value!r}")
+    try:
+        return meta.cls(channels, **kwargs)
+    except (ValueError, TypeError, ZeroDivisionError, RuntimeError) as err:
+        # one error type, naming the module, whatever the constructor tripped over
+        message = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+        if message.startswith(meta.cls.__name__):
+            if isinstance(err, ValueError):
+                raise
+            raise ValueError(message) from err
+        raise ValueError(f"{name}: cannot be built with channels={channels}"
+                         + (f", {', '.join(f'{k}={v!r}' for k, v in kwargs.items())}" if kwargs else "")
+                         + f" ({type(err).__name__}: {message})") from err
