@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .registry import ROLES, info, list_modules
@@ -22,6 +24,64 @@ _PROVIDERS = ("visattn.bench.cli", "visattn.train.cli", "visattn.viz.cli")
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (unless it already says it); examples keep their lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.nargs == 0 or action.default is argparse.SUPPRESS:
+            return text
+        if "default" in text.lower():
+            return text
+        default = action.default
+        if isinstance(default, (list, tuple)):
+            default = ",".join(map(str, default)) or "none"
+        return f"{text} (default: {'none' if default is None else default})".lstrip()
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    """``--device``, the same on every sub-command: ``auto`` (CUDA when available, else CPU)."""
+    p.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N "
+                   "(default auto)")
+
+
+def add_quiet_argument(p: argparse.ArgumentParser) -> None:
+    """``-q`` / ``--quiet`` / ``--no-progress``, the same on every sub-command that reports progress."""
+    p.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bars or lines (plain results only)")
+
+
+def check_out_dir(path: str | os.PathLike | None, flag: str = "--out") -> None:
+    """Refuse an output folder that is, or lies under, an existing file (:class:`CLIError`)."""
+    if path is None:
+        return
+    target = Path(path)
+    for place in (target, *target.parents):
+        if place.exists() or place.is_symlink():
+            if not place.is_dir():
+                what = "is a file" if place == target else f"lies under {place}, which is a file"
+                raise CLIError(f"{flag} {path} {what}; give a folder")
+            return
+
+
+def module_list(text: str, *, allow_none: bool = False, patterns: bool = False, flag: str = "--attention"):
+    """Parse the module grammar ``KEY[:ARG=VALUE],...`` (:mod:`visattn.spec`) into specs, or a :class:`CLIError`."""
+    from .spec import SpecError, parse_modules
+
+    try:
+        return parse_modules(text, allow_none=allow_none, patterns=patterns)
+    except SpecError as err:
+        raise CLIError(f"{flag}: {err}") from None
+
+
+def clean_message(message: str) -> str:
+    """A library message as the command line shows it: one ``visattn:`` prefix, CLI commands, not Python calls."""
+    while message.startswith("visattn: "):
+        message = message[len("visattn: "):]
+    return (message.replace("`visattn.list_modules()` lists all keys", "`visattn list` shows the keys")
+            .replace("visattn.list_modules()", "visattn list"))
 
 
 def _module_rows(keys: Sequence[str]) -> list[dict]:
@@ -55,21 +115,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lookup(key: str):
-    try:
-        return info(key)
-    except KeyError as err:
-        raise CLIError(err.args[0]) from None
-
-
 def cmd_info(args: argparse.Namespace) -> int:
     import visattn
 
-    m = _lookup(args.key)
-    kwargs = {}
+    specs = module_list(args.key, flag="KEY")
+    if len(specs) != 1:
+        raise CLIError(f"one module at a time, got {len(specs)}: {args.key}")
+    spec = specs[0]
+    m = info(spec.key)
+    kwargs = spec.kwargs_dict()
     if m.size_bound:
-        kwargs["feature_size"] = (args.size, args.size)
-    module = visattn.create(args.key, args.channels, **kwargs)
+        kwargs.setdefault("feature_size", (args.size, args.size))
+    try:
+        module = visattn.create(spec.key, args.channels, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise CLIError(f"{spec.text} at --channels {args.channels}: {err}") from None
     n_params = sum(p.numel() for p in module.parameters())
     fields = {
         "key": m.key, "class": f"{m.cls.__module__}.{m.cls.__name__}", "title": m.title, "paper": m.paper,
@@ -77,6 +137,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "domain": m.domain, "weights computed by": m.weights, "weights applied by": m.applied, "role": m.role,
         "complexity": m.complexity, "parameter-free": m.parameter_free, "size-bound": m.size_bound,
         "defaults": {k: repr(v) for k, v in m.defaults.items()},
+        "arguments given": {k: repr(v) for k, v in spec.kwargs},
         f"parameters at C={args.channels}": n_params, "paper vs official code": m.note,
     }
     if args.json:
@@ -95,6 +156,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    check_out_dir(args.out)
     return run_demo(args)
 
 
@@ -112,15 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("info", help="metadata, defaults and parameter count of one module")
-    p.add_argument("key")
+    p.add_argument("key", metavar="KEY[:ARG=VALUE...]", help="registry key, with module arguments if wanted, "
+                   "e.g. sge:groups=8")
     p.add_argument("--channels", type=_positive_int, default=256, help="channels for the parameter count")
     p.add_argument("--size", type=_positive_int, default=14, help="feature size for size-bound modules")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", help="the main job on Fashion-MNIST (what `make demo` runs)")
-    p.add_argument("--data-dir", default=None, help="folder with Fashion-MNIST idx .gz files")
-    p.add_argument("--epochs", type=_positive_int, default=1)
+    p.add_argument("--data-dir", default=None, help="folder with Fashion-MNIST idx .gz files, used exactly as given "
+                   "(default: $VISATTN_DATA, else searched)")
+    p.add_argument("--epochs", type=_positive_int, default=1, help="epochs per run")
     p.add_argument("--train-limit", type=_positive_int, default=10000, help="training images per run")
     p.add_argument("--val-limit", type=_positive_int, default=2000, help="test images per run")
     p.add_argument("--out", default="runs/demo", help="where the runs and the leaderboard go")
@@ -136,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that tool is not built yet
             raise
         mod.add_parser(sub)
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
     return parser
 
 
@@ -153,12 +219,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``visattn`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to repeat the command (e.g. to resume)
     try:
         return int(args.func(args) or 0)
     except CLIError as err:
-        print(f"visattn {args.command}: error: {err}", file=sys.stderr)
+        print(f"visattn {args.command}: error: {clean_message(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"visattn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `visattn list | head`: the reader left; say nothing more
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not complain
+        except (OSError, ValueError):
+            pass
+        return 0
 

@@ -124,8 +124,8 @@ def _key(text: str, allow_none: bool) -> str:
         info(key)
     except KeyError:
         close = difflib.get_close_matches(key.lower(), list_modules(), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(k) for k in close)}?" if close else ""
-        raise SpecError(f"unknown module {key!r}{hint} (`visattn list` shows the keys)") from None
+        hint = f" Did you mean {', '.join(repr(k) for k in close)}?" if close else ""
+        raise SpecError(f"unknown module {key!r}.{hint} `visattn list` shows the keys.") from None
     return key
 
 

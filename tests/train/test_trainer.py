@@ -6,7 +6,7 @@ import torch
 
 from visattn.train import TrainConfig, train
 from visattn.train import trainer as trainer_mod
-from visattn.train.checkpoint import CorruptCheckpointWarning, checkpoint_paths
+from visattn.train.checkpoint import CorruptCheckpointWarning, checkpoint_paths, load_latest
 from visattn.train.trainer import ConfigMismatchError
 
 
@@ -79,13 +79,19 @@ def test_corrupt_checkpoint_falls_back_to_previous(tiny_fmnist, tmp_path):
     (out / "result.json").unlink()
     (out / "checkpoints" / "epoch-002.pt").write_bytes(b"\x00garbage")
     messages = []
+    result = train(config(tiny_fmnist), out, progress=False, log=messages.append)
+    # one readable line: which file, why, and which one is used instead; no traceback
+    corrupt = [m for m in messages if "epoch-002.pt" in m and "unreadable" in m]
+    assert len(corrupt) == 1 and "\n" not in corrupt[0] and "trying the previous one, epoch-001.pt" in corrupt[0]
+    assert any("resuming" in m and "epoch-001.pt" in m for m in messages) and result["epochs"] == 2
+    assert torch.load(out / "checkpoints" / "epoch-002.pt", weights_only=True)["epoch"] == 2
+    # the library call without a report callback still warns, with the same one line
+    (out / "checkpoints" / "epoch-002.pt").write_bytes(b"\x00garbage")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = train(config(tiny_fmnist), out, progress=False, log=messages.append)
-    assert any(issubclass(w.category, CorruptCheckpointWarning) and "epoch-002.pt" in str(w.message)
-               for w in caught)
-    assert any("epoch-001.pt" in m for m in messages) and result["epochs"] == 2
-    assert torch.load(out / "checkpoints" / "epoch-002.pt", weights_only=True)["epoch"] == 2
+        state, path = load_latest(out / "checkpoints")
+    assert path.name == "epoch-001.pt"
+    assert [str(w.message).count("\n") for w in caught if issubclass(w.category, CorruptCheckpointWarning)] == [0]
 
 
 def test_different_recipe_in_same_folder_is_refused(tiny_fmnist, tmp_path):

@@ -32,6 +32,9 @@ def download(url: str, dest: str | Path, md5: str | None = None, timeout: float 
                 out.write(chunk)
         if md5 is not None and digest.hexdigest() != md5:
             raise ChecksumError(f"{url}: md5 {digest.hexdigest()} does not match the expected {md5}")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp made it 0600; data files follow the umask like any other
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

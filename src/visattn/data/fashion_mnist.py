@@ -1,9 +1,11 @@
 """Fashion-MNIST (Xiao et al., 2017): 70,000 28x28 grey images of 10 clothing classes.
 
-Looked for, in order: ``data_dir``, ``$VISATTN_DATA`` (the folder itself or its ``fashion-mnist/``),
-Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``), and the user
-cache (``$XDG_CACHE_HOME/visattn/fashion-mnist``). If none has the files, they are downloaded into
-the cache from the canonical URLs and checked against the published MD5 sums.
+A given ``data_dir`` (else ``$VISATTN_DATA``) is used exactly as given: the folder itself or its
+``fashion-mnist/`` must hold the four files, or it is an error (never a silent fall-back to another
+copy). Only when neither is given are these searched, in order: Debian's ``dataset-fashion-mnist``
+package (``/usr/share/datasets/fashion-mnist``) and the user cache
+(``$XDG_CACHE_HOME/visattn/fashion-mnist``); if neither has the files, they are downloaded into the
+cache from the canonical URLs and checked against the published MD5 sums.
 """
 
 from __future__ import annotations
@@ -46,12 +48,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "visattn"
 
 
-def _candidates(data_dir: str | Path | None) -> list[Path]:
-    places = []
-    for base in (data_dir, os.environ.get("VISATTN_DATA")):
-        if base:
-            places += [Path(base), Path(base) / "fashion-mnist"]
-    return places + [DEBIAN_DIR, cache_dir() / "fashion-mnist"]
+def _given(data_dir: str | Path | None) -> tuple[Path, str] | None:
+    """The folder the user named (``data_dir``, else ``$VISATTN_DATA``) and how they named it."""
+    if data_dir is not None:
+        return Path(data_dir), "--data-dir"
+    env = os.environ.get("VISATTN_DATA")
+    return (Path(env), "VISATTN_DATA") if env else None
+
+
+def _use_given(folder: Path, how: str) -> Path:
+    if not folder.exists():
+        raise FileNotFoundError(f"{how} {folder}: no such folder")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{how} {folder}: is a file, not a folder")
+    for candidate in (folder, folder / "fashion-mnist"):
+        if _complete(candidate):
+            return candidate
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    raise DatasetNotFoundError(f"{how} {folder}: no Fashion-MNIST there (missing {', '.join(missing)}, also "
+                               f"not in {folder / 'fashion-mnist'}); nothing else is searched when a folder is given")
 
 
 def _complete(folder: Path) -> bool:
@@ -64,12 +79,13 @@ def find_fashion_mnist(data_dir: str | Path | None = None, *, download_missing: 
 
     Raises:
         DatasetNotFoundError: not found, and the download was not allowed or failed (the message says
-            how to get the data).
-        FileNotFoundError: an explicitly given ``data_dir`` does not exist.
+            how to get the data); or the given folder does not hold the files.
+        FileNotFoundError: the given ``data_dir`` / ``$VISATTN_DATA`` does not exist or is a file.
     """
-    if data_dir is not None and not Path(data_dir).exists():
-        raise FileNotFoundError(f"--data-dir {data_dir}: no such folder")
-    for folder in _candidates(data_dir):
+    given = _given(data_dir)
+    if given is not None:
+        return _use_given(*given)
+    for folder in (DEBIAN_DIR, cache_dir() / "fashion-mnist"):
         if _complete(folder):
             return folder
     if not download_missing:

@@ -1,7 +1,9 @@
 """In-memory image data with batch-wise augmentation: fast enough that loading never limits 2 CPU cores.
 
 Images stay uint8 in memory; each batch is cropped (random crop with zero padding), flipped and
-normalised as one tensor operation, so there are no worker processes to start.
+normalised as one tensor operation, so there are no worker processes to start. An ImageFolder set whose
+decoded images would not fit a memory budget is streamed from disk instead (:mod:`.streaming`), with
+the same batches; :func:`make_loader` picks the loader that fits the data.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from .fashion_mnist import CLASSES as FASHION_CLASSES
 from .fashion_mnist import load_fashion_mnist
 from .image_folder import load_image_folder
 
-__all__ = ["ImageData", "BatchLoader", "load_dataset", "DATASETS", "augment_batch"]
+__all__ = ["ImageData", "BatchLoader", "load_dataset", "DATASETS", "augment_batch", "make_loader", "shard",
+           "check_data_dir", "DEFAULT_MEMORY_BUDGET_MB"]
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "image-folder")
+
+#: ImageFolder sets whose decoded uint8 images (train + val) exceed this many MiB are streamed from disk
+DEFAULT_MEMORY_BUDGET_MB = 2048
 
 
 @dataclass
@@ -44,18 +50,68 @@ class ImageData:
     def in_chans(self) -> int:
         return self.images.shape[1]
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image."""
+        return tuple(self.images.shape[1:])
+
 
 def _stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     x = images.float().div_(255)
     return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())
 
 
+def check_data_dir(data_dir: str | Path, what: str = "--data-dir") -> Path:
+    """``data_dir`` as given, if it is a folder with something in it; ``FileNotFoundError`` otherwise."""
+    path = Path(data_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {data_dir}: no such folder")
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what} {data_dir}: is a file, not a folder")
+    if not any(path.iterdir()):
+        raise FileNotFoundError(f"{what} {data_dir}: the folder is empty")
+    return path
+
+
+def _image_folder(root: Path, image_size: int, memory_budget_mb: int):
+    from .image_folder import scan_image_folder
+
+    val_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    if not (root / "train").is_dir() or val_dir is None:
+        raise FileNotFoundError(f"{root}: expected train/<class>/... and val/<class>/... (or test/)")
+    tr_paths, tr_y, classes = scan_image_folder(root / "train")
+    te_paths, te_y, val_classes = scan_image_folder(val_dir)
+    if val_classes != classes:
+        raise ValueError(f"{root}: train and {val_dir.name} have different classes")
+    decoded_bytes = (len(tr_paths) + len(te_paths)) * 3 * image_size * image_size
+    if decoded_bytes <= memory_budget_mb * 2**20:
+        tr_x, _, _ = load_image_folder(root / "train", image_size)
+        te_x, _, _ = load_image_folder(val_dir, image_size)
+        return tr_x, tr_y, te_x, te_y, classes
+    from .streaming import StreamedImageData, folder_statistics
+
+    train = StreamedImageData(tr_paths, tr_y, classes, (0.0,) * 3, (1.0,) * 3, image_size)
+    mean, std = folder_statistics(train)
+    train.mean, train.std = mean, std
+    return train, StreamedImageData(te_paths, te_y, classes, mean, std, image_size)
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, *, train_limit: int | None = None,
-                 val_limit: int | None = None, image_size: int = 32) -> tuple[ImageData, ImageData]:
+                 val_limit: int | None = None, image_size: int = 32,
+                 memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB) -> tuple[ImageData, ImageData]:
     """Train and validation (test split) data for ``name`` in :data:`DATASETS`.
 
-    Normalisation statistics come from the training split (before ``train_limit``).
+    Normalisation statistics come from the training split (before ``train_limit``). ``data_dir`` is used
+    exactly as given (a missing, empty or non-folder path is an error, never a fall-back elsewhere).
+    An ImageFolder set whose decoded images would need more than ``memory_budget_mb`` MiB comes back as
+    :class:`~visattn.data.streaming.StreamedImageData` (files on disk; :func:`make_loader` streams it).
     """
+    if data_dir is not None:
+        check_data_dir(data_dir)
+    if name == "image-folder" and data_dir is not None:
+        loaded = _image_folder(Path(data_dir), image_size, memory_budget_mb)
+        if len(loaded) == 2:  # streamed
+            return loaded[0].subset(train_limit), loaded[1].subset(val_limit)
     if name == "fashion-mnist":
         tr_x, tr_y = load_fashion_mnist("train", data_dir)
         te_x, te_y = load_fashion_mnist("test", data_dir)
@@ -68,14 +124,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, train_limit: 
     elif name == "image-folder":
         if data_dir is None:
             raise ValueError("image-folder needs --data-dir with train/ and val/ (or test/) class folders")
-        root = Path(data_dir)
-        val_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
-        if not (root / "train").is_dir() or val_dir is None:
-            raise FileNotFoundError(f"{root}: expected train/<class>/... and val/<class>/... (or test/)")
-        tr_x, tr_y, classes = load_image_folder(root / "train", image_size)
-        te_x, te_y, val_classes = load_image_folder(val_dir, image_size)
-        if val_classes != classes:
-            raise ValueError(f"{root}: train and {val_dir.name} have different classes")
+        tr_x, tr_y, te_x, te_y, classes = loaded
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     mean, std = _stats(tr_x)
@@ -151,3 +200,29 @@ class BatchLoader:
                 images = augment_batch(images, self.pad, self.flip, g)
             x = (images.float().div_(255) - self._mean) / self._std
             yield x, self.data.labels[chunk]
+
+
+def make_loader(data, batch_size: int, **kwargs) -> BatchLoader:
+    """The loader for ``data``: :class:`BatchLoader` in memory, a streaming one for files on disk.
+
+    Args:
+        data: :class:`ImageData`, or :class:`~visattn.data.streaming.StreamedImageData`.
+        batch_size: images per batch.
+        **kwargs: :class:`BatchLoader`'s options (shuffle, augment, pad, flip, seed, rank, world_size,
+            drop_last); both loaders give the same batches for the same options.
+    """
+    if isinstance(data, ImageData):
+        return BatchLoader(data, batch_size, **kwargs)
+    from .streaming import StreamingLoader
+
+    return StreamingLoader(data, batch_size, **kwargs)
+
+
+def shard(data, rank: int, world_size: int):
+    """Every ``world_size``-th sample from ``rank`` (evaluation's split over DDP ranks), of either data kind."""
+    if world_size == 1:
+        return data
+    if isinstance(data, ImageData):
+        return ImageData(data.images[rank::world_size], data.labels[rank::world_size], data.classes, data.mean,
+                         data.std)
+    return data.select(slice(rank, None, world_size))

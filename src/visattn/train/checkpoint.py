@@ -6,18 +6,36 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_latest", "checkpoint_paths", "atomic_write_text", "CorruptCheckpointWarning"]
+__all__ = ["save_checkpoint", "load_latest", "checkpoint_paths", "atomic_write_text", "CorruptCheckpointWarning",
+           "publish"]
 
 _NAME = re.compile(r"epoch-(\d+)\.pt$")
 
 
 class CorruptCheckpointWarning(UserWarning):
     """A checkpoint could not be read and was skipped."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; set back at once
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: str | Path, path: Path) -> None:
+    """Give the finished temporary file ``tmp`` the permissions a plain ``open()`` would, and rename it to ``path``.
+
+    ``tempfile.mkstemp`` creates files readable by their owner only (0600); results and checkpoints
+    should follow the umask like every other file the user writes.
+    """
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -29,7 +47,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -53,7 +71,7 @@ def save_checkpoint(folder: Path, epoch: int, state: dict[str, Any], keep: int =
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -62,20 +80,31 @@ def save_checkpoint(folder: Path, epoch: int, state: dict[str, Any], keep: int =
     return path
 
 
-def load_latest(folder: Path, required: tuple[str, ...] = ("model", "epoch")) -> tuple[dict[str, Any], Path] | None:
+def load_latest(folder: Path, required: tuple[str, ...] = ("model", "epoch"), *,
+                report: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path] | None:
     """The newest checkpoint that loads (``weights_only=True``) and has the ``required`` keys.
 
-    A checkpoint that fails is reported with a :class:`CorruptCheckpointWarning` naming the file and the
-    reason, and the previous one is tried. Returns None when no good checkpoint exists.
+    A checkpoint that fails is reported in one line naming the file, the reason and what is used instead
+    (the previous checkpoint, or none), through ``report`` when given, else as a
+    :class:`CorruptCheckpointWarning`. Returns None when no good checkpoint exists.
     """
-    for path in checkpoint_paths(folder):
+    paths = checkpoint_paths(folder)
+    for i, path in enumerate(paths):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise ValueError(f"holds a {type(state).__name__}, not a checkpoint")
             missing = [k for k in required if k not in state]
             if missing:
                 raise ValueError(f"missing {missing}")
             return state, path
         except Exception as err:  # any unreadable file: torch raises many different types here
-            warnings.warn(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}); "
-                          "trying the previous one", CorruptCheckpointWarning, stacklevel=2)
+            reason = (str(err).strip().splitlines() or [""])[0][:160] or type(err).__name__
+            then = f"trying the previous one, {paths[i + 1].name}" if i + 1 < len(paths) else \
+                "no earlier checkpoint, starting from scratch"
+            message = f"checkpoint {path} is unreadable ({type(err).__name__}: {reason}); {then}"
+            if report is not None:
+                report(message)
+            else:
+                warnings.warn(message, CorruptCheckpointWarning, stacklevel=2)
     return None

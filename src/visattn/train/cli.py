@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import argparse
 import ast
+import shlex
 import sys
+from pathlib import Path
 
-from ..data.loader import DATASETS
+from ..cli import add_device_argument, add_quiet_argument
+from ..data.loader import DATASETS, DEFAULT_MEMORY_BUDGET_MB
 from .config import SCHEDULES, TrainConfig
 
 __all__ = ["add_parser", "DEMO_MODULES"]
 
 #: What `make demo` compares.
 DEMO_MODULES = ("none", "se", "eca", "cbam", "coord", "simam")
+
+_EPILOG = """\
+modules are written KEY[:ARG=VALUE[:ARG=VALUE]], comma-separated where several are allowed:
+  visattn train --attention se:reduction=8
+  visattn compare --attention none,se,sge:groups=8,cbam:reduction=8:kernel_size=3
+values are Python literals (8, 0.5, True, (3,5)) or plain words (gate_layer=tanh)
+"""
 
 
 def _kv(text: str) -> tuple[str, object]:
@@ -24,6 +34,23 @@ def _kv(text: str) -> tuple[str, object]:
     except (ValueError, SyntaxError):
         parsed = value  # a bare word: a string such as gate_layer=tanh
     return key.strip(), parsed
+
+
+def _arg_value(text: str) -> str:
+    """``--attention-kw ARG=VALUE``, kept as written: the module grammar parses and checks it."""
+    if "=" not in text or not text.split("=", 1)[0].strip():
+        raise argparse.ArgumentTypeError(f"expected ARG=VALUE, got {text!r}")
+    return text.strip()
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
 
 
 def _int_list(text: str) -> list[int]:
@@ -49,14 +76,18 @@ def _positive(kind):
 def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g = p.add_argument_group("recipe")
     g.add_argument("--backbone", default="resnet20", help="e.g. resnet20, resnet56, resnet18 (default resnet20)")
-    g.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
-    g.add_argument("--data-dir", default=None, help="data folder (Fashion-MNIST idx files, a CIFAR python folder, "
-                   "or an ImageFolder tree with train/ and val/)")
-    g.add_argument("--epochs", type=_positive(int), default=epochs)
-    g.add_argument("--batch-size", type=_positive(int), default=128)
-    g.add_argument("--lr", type=_positive(float), default=0.1)
-    g.add_argument("--schedule", choices=SCHEDULES, default="onecycle")
-    g.add_argument("--wd", type=float, default=5e-4, help="weight decay (not on norms and biases)")
+    g.add_argument("--dataset", default="fashion-mnist", choices=DATASETS, help="the data set")
+    g.add_argument("--data-dir", default=None, help="data folder, used exactly as given (Fashion-MNIST idx files, "
+                   "a CIFAR python folder, or an ImageFolder tree with train/ and val/) (default: $VISATTN_DATA; "
+                   "Fashion-MNIST is searched for when neither is set)")
+    g.add_argument("--memory-budget-mb", type=_positive(int), default=DEFAULT_MEMORY_BUDGET_MB,
+                   help="ImageFolder data whose decoded images need more than this many MiB are streamed from disk "
+                   "by DataLoader workers instead of held in memory")
+    g.add_argument("--epochs", type=_positive(int), default=epochs, help="training epochs")
+    g.add_argument("--batch-size", type=_positive(int), default=128, help="images per batch (per process)")
+    g.add_argument("--lr", type=_positive(float), default=0.1, help="peak learning rate (SGD, Nesterov)")
+    g.add_argument("--schedule", choices=SCHEDULES, default="onecycle", help="learning-rate schedule")
+    g.add_argument("--wd", type=_non_negative_float, default=5e-4, help="weight decay (not on norms and biases)")
     g.add_argument("--train-limit", type=_positive(int), default=None, help="use only the first N training images")
     g.add_argument("--val-limit", type=_positive(int), default=None, help="use only the first N test images")
     g.add_argument("--image-size", type=_positive(int), default=32, help="resize ImageFolder images to this size")
@@ -67,8 +98,8 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 on CUDA)")
     g.add_argument("--channels-last", action="store_true")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    g.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+    add_device_argument(g)
+    add_quiet_argument(g)
 
 
 def _jobs_argument(p: argparse.ArgumentParser) -> None:
@@ -81,20 +112,39 @@ def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
                        batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, weight_decay=args.wd,
                        train_limit=args.train_limit, val_limit=args.val_limit, image_size=args.image_size,
                        amp=args.amp, channels_last=args.channels_last, compile=args.compile, device=args.device,
-                       pad=args.crop_pad, flip=not args.no_flip, **extra)
+                       pad=args.crop_pad, flip=not args.no_flip, memory_budget_mb=args.memory_budget_mb, **extra)
 
 
-def _check_attention(keys) -> None:
-    from ..cli import CLIError
-    from ..registry import info
+def _interrupted(args: argparse.Namespace, out: str, what: str) -> int:
+    """After Ctrl-C: one line saying what is saved and the command that resumes; exit status 130."""
+    from .checkpoint import checkpoint_paths
 
-    for key in keys:
-        if key in (None, "none"):
-            continue
-        try:
-            info(key)
-        except KeyError as err:
-            raise CLIError(err.args[0]) from None
+    command = ["visattn", *args.argv]
+    if "--out" not in args.argv:
+        command += ["--out", out]
+    saved = checkpoint_paths(Path(out, "checkpoints")) if what == "train" else []
+    if what == "train" and not saved:
+        done = "interrupted before the first epoch finished, nothing was saved"
+    elif what == "train":
+        done = f"interrupted; the finished epochs are saved ({saved[0]})"
+    else:
+        done = f"interrupted; finished runs and epochs are saved under {out}"
+    print(f"visattn {args.command}: {done}; resume with: {shlex.join(command)}", file=sys.stderr)
+    return 130
+
+
+def _train_module(args: argparse.Namespace):
+    """``--attention KEY[:ARG=VALUE]`` plus any ``--attention-kw ARG=VALUE``, checked as one module spec."""
+    from ..cli import CLIError, module_list
+
+    text = args.attention or "none"
+    if args.attention_kw:
+        text = ":".join([text, *args.attention_kw])
+    specs = module_list(text, allow_none=True)
+    if len(specs) != 1:
+        raise CLIError(f"--attention: train takes one module, got {len(specs)} ({args.attention}); "
+                       "use `visattn compare` for several")
+    return specs[0]
 
 
 def _run(fn):
@@ -114,13 +164,19 @@ def _run(fn):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..cli import check_out_dir
     from .trainer import train
 
-    _check_attention([args.attention])
-    config = _run(lambda: _base_config(args, attention=args.attention, position=args.position,
-                                       attention_kwargs=dict(args.attention_kw), seed=args.seed))
+    spec = _train_module(args)
+    attention = None if spec.key == "none" else spec.key
+    config = _run(lambda: _base_config(args, attention=attention, position=args.position,
+                                       attention_kwargs=spec.kwargs_dict(), seed=args.seed))
     out = args.out or f"runs/{config.backbone}-{config.attention or 'none'}-{config.digest()}"
-    _run(lambda: train(config, out, progress=not args.no_progress))
+    check_out_dir(out)
+    try:
+        _run(lambda: train(config, out, progress=not args.quiet))
+    except KeyboardInterrupt:
+        return _interrupted(args, out, "train")
     print(f"run folder: {out}")
     return 0
 
@@ -132,65 +188,72 @@ def _print_leaderboard(out: str) -> None:
     print(f"written: {out}/leaderboard.md, {out}/leaderboard.json and plots")
 
 
-def _variant(token: str):
-    """``key`` or ``key:arg=value[:arg=value]`` (e.g. ``sge:groups=8``) -> a comparison entry."""
-    from ..cli import CLIError
+def _variants(text: str):
+    """``--attention`` in the module grammar (``none,se,sge:groups=8``) -> comparison entries."""
+    from ..cli import module_list
     from .compare import Variant
 
-    key, *settings = token.split(":")
+    return [Variant(s.text, None if s.key == "none" else s.key, attention_kwargs=s.kwargs)
+            for s in module_list(text, allow_none=True)]
+
+
+def _compare(args: argparse.Namespace, variants) -> int:
+    from ..cli import check_out_dir
+    from .compare import compare
+
+    check_out_dir(args.out)
+    base = _run(lambda: _base_config(args))
     try:
-        kwargs = tuple(_kv(item) for item in settings)
-    except argparse.ArgumentTypeError as err:
-        raise CLIError(f"--attention {token}: {err}") from None
-    return Variant(token, None if key == "none" else key, attention_kwargs=kwargs)
+        _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.quiet, jobs=args.jobs))
+    except KeyboardInterrupt:
+        return _interrupted(args, args.out, "compare")
+    _print_leaderboard(args.out)
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
-
-    variants = [_variant(token.strip()) for token in args.attention.split(",") if token.strip()]
-    _check_attention([v.attention for v in variants])
-    base = _run(lambda: _base_config(args))
-    _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress, jobs=args.jobs))
-    _print_leaderboard(args.out)
-    return 0
+    return _compare(args, _variants(args.attention))
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .compare import ablation_variants, compare
+    from ..cli import CLIError, module_list
+    from .compare import ablation_variants
 
-    variants = _run(lambda: ablation_variants(args.key))
-    base = _run(lambda: _base_config(args))
-    _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress, jobs=args.jobs))
-    _print_leaderboard(args.out)
-    return 0
+    specs = module_list(args.key, flag="KEY")
+    spec = specs[0]
+    if len(specs) != 1 or spec.kwargs:
+        raise CLIError(f"ablate takes one key alone (it varies the module's own arguments), got {args.key}")
+    return _compare(args, _run(lambda: ablation_variants(spec.key)))
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a backbone with an attention module")
-    p.add_argument("--attention", default=None, help="registry key, or none")
-    p.add_argument("--position", default="standard", choices=("standard", "pre", "post", "identity"))
-    p.add_argument("--attention-kw", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="module argument, repeatable (e.g. --attention-kw reduction=8)")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("train", help="train a backbone with an attention module", epilog=_EPILOG)
+    p.add_argument("--attention", default="none", metavar="KEY[:ARG=VALUE...]",
+                   help="the module, with its arguments if wanted (e.g. se:reduction=8), or none")
+    p.add_argument("--position", default="standard", choices=("standard", "pre", "post", "identity"),
+                   help="where the module sits in each residual block")
+    p.add_argument("--attention-kw", type=_arg_value, action="append", default=[], metavar="ARG=VALUE",
+                   help="module argument, repeatable (the same as KEY:ARG=VALUE; e.g. --attention-kw reduction=8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation")
     p.add_argument("--out", default=None, help="run folder (default runs/<backbone>-<attention>-<hash>)")
     _recipe_arguments(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("compare", help="train several modules with one recipe and rank them")
-    p.add_argument("--attention", default=",".join(DEMO_MODULES), help="comma-separated keys, 'none' for the "
-                   "plain backbone, KEY:ARG=VALUE for module arguments (e.g. sge:groups=8) "
-                   f"(default {','.join(DEMO_MODULES)})")
+    p = sub.add_parser("compare", help="train several modules with one recipe and rank them", epilog=_EPILOG)
+    p.add_argument("--attention", default=",".join(DEMO_MODULES), metavar="KEY[:ARG=VALUE...],...",
+                   help="comma-separated modules, 'none' for the plain backbone, KEY:ARG=VALUE for module "
+                   f"arguments (e.g. none,se,sge:groups=8) (default {','.join(DEMO_MODULES)})")
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, e.g. 1,2,3")
-    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--out", default="runs/compare", help="folder of the runs and the leaderboard")
     _jobs_argument(p)
     _recipe_arguments(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("ablate", help="the SE paper's ablations (squeeze, excitation, ratio, integration)")
-    p.add_argument("key", nargs="?", default="se", choices=("se",))
-    p.add_argument("--seeds", type=_int_list, default=[0])
-    p.add_argument("--out", default="runs/ablate-se")
+    p.add_argument("key", nargs="?", default="se", metavar="KEY", help="the module whose paper's ablations to "
+                   "run (only se has them)")
+    p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, e.g. 1,2,3")
+    p.add_argument("--out", default="runs/ablate-se", help="folder of the runs and the leaderboard")
     _jobs_argument(p)
     _recipe_arguments(p)
     p.set_defaults(func=cmd_ablate)

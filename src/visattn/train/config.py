@@ -39,6 +39,10 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     device: str = "auto"
+    memory_budget_mb: int = 2048  # ImageFolder data larger than this is streamed from disk (same batches)
+
+    #: how a run is carried out, not what it computes: may differ between a run and its resumption
+    _HOW = ("epochs", "data_dir", "device", "memory_budget_mb")
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -48,6 +52,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if self.memory_budget_mb <= 0:
+            raise ValueError(f"memory_budget_mb must be positive, got {self.memory_budget_mb}")
         if self.attention in ("", "none", "None"):
             self.attention = None
         if self.pad is None:  # flips alone train Fashion-MNIST best in short runs; crops help CIFAR
@@ -67,14 +75,13 @@ class TrainConfig:
         """Whether ``other`` computes the same thing (the epoch budget may grow: a run can be extended)."""
         a, b = self.to_dict(), other.to_dict()
         for d in (a, b):
-            d.pop("epochs")
-            d.pop("data_dir")
-            d.pop("device")
+            for name in self._HOW:
+                d.pop(name)
         return a == b
 
     def digest(self) -> str:
         """Short hash of the recipe, for naming runs."""
         d = self.to_dict()
-        d.pop("data_dir")
-        d.pop("device")
+        for name in self._HOW[1:]:
+            d.pop(name)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.loader import BatchLoader, ImageData, load_dataset
+from ..data.loader import ImageData, load_dataset, make_loader, shard
 from .checkpoint import atomic_write_text, load_latest, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistInfo, all_reduce_sum, setup_distributed, teardown_distributed
@@ -78,10 +78,9 @@ def evaluate(model: nn.Module, data: ImageData, config: TrainConfig, device: tor
              dist: DistInfo) -> tuple[float, float]:
     """Top-1 accuracy (%) and mean loss on ``data``, each rank on its own slice, summed over ranks."""
     model.eval()
-    part = ImageData(data.images[dist.rank::dist.world_size], data.labels[dist.rank::dist.world_size],
-                     data.classes, data.mean, data.std)
+    part = shard(data, dist.rank, dist.world_size)
     correct = loss_sum = 0.0
-    for x, y in BatchLoader(part, 512):
+    for x, y in make_loader(part, 512):
         x, y = x.to(device), y.to(device)
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -104,7 +103,7 @@ def _prepare_out(out: Path, config: TrainConfig, is_main: bool) -> None:
         old = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
         if not old.same_run(config):
             diff = {k: (v, config.to_dict()[k]) for k, v in old.to_dict().items()
-                    if v != config.to_dict()[k] and k not in ("epochs", "data_dir", "device")}
+                    if v != config.to_dict()[k] and k not in TrainConfig._HOW}
             raise ConfigMismatchError(f"{out} holds a run with a different recipe (was -> now: {diff}); "
                                       "use another --out or delete that folder")
     if is_main:
@@ -149,17 +148,18 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
     _prepare_out(out, config, dist.is_main)
 
     train_data, val_data = load_dataset(config.dataset, config.data_dir, train_limit=config.train_limit,
-                                        val_limit=config.val_limit, image_size=config.image_size)
+                                        val_limit=config.val_limit, image_size=config.image_size,
+                                        memory_budget_mb=config.memory_budget_mb)
     torch.manual_seed(config.seed)
     model = build_model(config, train_data.in_chans, len(train_data.classes))
-    sample_shape = (1, *train_data.images.shape[1:])
+    sample_shape = (1, *train_data.image_shape)
     params = sum(p.numel() for p in model.parameters())
     flops = count_flops(model, sample_shape)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
 
-    loader = BatchLoader(train_data, config.batch_size, shuffle=True, augment=True, pad=config.pad,
+    loader = make_loader(train_data, config.batch_size, shuffle=True, augment=True, pad=config.pad,
                          flip=config.flip, seed=config.seed, rank=dist.rank, world_size=dist.world_size,
                          drop_last=len(train_data) >= config.batch_size * dist.world_size)
     decay, no_decay = [], []
@@ -172,7 +172,7 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
 
     start_epoch, elapsed = 0, 0.0
-    resumed = load_latest(out / "checkpoints")
+    resumed = load_latest(out / "checkpoints", report=lambda message: log(f"warning: {message}"))
     if resumed is not None:
         state, path = resumed
         model.load_state_dict(state["model"])
