@@ -80,7 +80,7 @@ class _Files(Dataset):
 
 
 def _stack(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = zip(*samples)
+    images, labels = zip(*samples, strict=True)
     return torch.stack(images), torch.stack(labels)
 
 
