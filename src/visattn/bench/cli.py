@@ -8,8 +8,7 @@ import sys
 
 import torch
 
-from ..cli import CLIError
-from ..registry import info, list_modules
+from ..cli import CLIError, add_device_argument, add_quiet_argument, module_list
 from .environment import cpu_model
 from .factory import BASELINES, DTYPES
 from .plots import MISSING_MATPLOTLIB, have_matplotlib, plot_overhead, plot_scaling
@@ -22,6 +21,7 @@ __all__ = ["add_parser", "cmd_bench"]
 _EPILOG = """\
 examples:
   visattn bench se cbam --size 28 --size 56
+  visattn bench se,se:reduction=4,sge:groups=8 --size 28     (the module grammar: KEY[:ARG=VALUE...], commas)
   visattn bench all --channels 256 --size 14 --size 28 --size 56 --batch 8 --out benchmarks/results/bench-cpu
   visattn bench 'c*' --device cuda --dtype bfloat16 --channels-last --backward --peers
 """
@@ -77,12 +77,14 @@ def add_parser(subparsers) -> None:
                     "(and forward+backward) time as median and p10/p90, peak memory; with several sizes, how "
                     "time and memory scale with H*W.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("keys", nargs="*", metavar="KEY", help="registry keys, fnmatch patterns ('c*'), or 'all' (default)")
+    p.add_argument("keys", nargs="*", metavar="KEY[:ARG=VALUE...]",
+                   help="modules: registry keys with arguments if wanted (sge:groups=8), space- or comma-separated; "
+                   "fnmatch patterns ('c*') or 'all' (default: all)")
     p.add_argument("--channels", type=_int(1), default=256, help="input channels C (default 256)")
     p.add_argument("--size", dest="sizes", action="append", type=_size, metavar="N|HxW",
                    help="feature size; repeat for several (default 56)")
     p.add_argument("--batch", type=_int(1), default=8, help="batch size (default 8)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    add_device_argument(p)
     p.add_argument("--dtype", type=_dtype, default="float32", help="float32 (default), bfloat16 or float16")
     p.add_argument("--channels-last", action="store_true", help="modules and inputs in channels_last")
     p.add_argument("--compile", action="store_true", help="time torch.compile(module)")
@@ -105,30 +107,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", metavar="PREFIX",
                    help="all of the above: PREFIX.json, .csv, .md, PREFIX-scaling.png, PREFIX-overhead.png "
                         "(plots only when matplotlib is installed)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_bench)
 
 
 def _resolve_keys(tokens: list[str]) -> list[str]:
-    if not tokens or "all" in tokens:
-        return list_modules()
-    keys: list[str] = []
-    for token in tokens:
-        if any(ch in token for ch in "*?["):
-            matched = list_modules(token)
-            if not matched:
-                raise CLIError(f"no module matches {token!r}; `visattn list` shows the keys")
-        else:
-            try:
-                info(token)
-            except KeyError as err:
-                raise CLIError(err.args[0]) from None
-            matched = [token]
-        keys += [k for k in matched if k not in keys]
-    return keys
+    """The modules to measure, each in its canonical grammar spelling (``se``, ``sge:groups=8``)."""
+    return [spec.text for spec in module_list(tokens or ["all"], patterns=True, flag="KEY")]
 
 
 def _check_device(text: str) -> str:
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(text)
     except RuntimeError:
@@ -180,7 +170,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         memory=not args.no_memory, threads=args.threads, max_time=args.max_time)
     if args.threads:
         torch.set_num_threads(args.threads)
-    progress = Progress(0, enabled=not args.quiet)
+    progress = Progress(0, enabled=not args.quiet)  # -q / --quiet / --no-progress
     where = torch.cuda.get_device_name(device) if device != "cpu" else cpu_model()
     progress.note(f"visattn bench: {len(keys)} module(s) x {len(sizes)} size(s), C={args.channels}, batch "
                   f"{args.batch}, {args.dtype} on {device} ({where}, threads: {torch.get_num_threads()}), "

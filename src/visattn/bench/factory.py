@@ -6,8 +6,9 @@ peak memory on the CPU (:mod:`visattn.bench.memory`) builds exactly what the par
 
 from __future__ import annotations
 
+import ast
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -54,6 +55,8 @@ class Spec:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         dtype: a :data:`DTYPES` name.
         channels_last: inputs and module in ``torch.channels_last``.
+        kwargs: the module's keyword arguments (``kind == "module"``), e.g. ``{"groups": 8}``; in JSON each
+            value is written as its Python literal, so tuples come back as tuples.
     """
 
     kind: str
@@ -64,22 +67,25 @@ class Spec:
     device: str = "cpu"
     dtype: str = "float32"
     channels_last: bool = False
+    kwargs: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "kwargs": {k: repr(v) for k, v in self.kwargs.items()}}
 
     @classmethod
     def from_json(cls, data: dict) -> Spec:
-        return cls(**{**data, "size": tuple(data["size"])})
+        kwargs = {k: ast.literal_eval(v) for k, v in data.get("kwargs", {}).items()}
+        return cls(**{**data, "size": tuple(data["size"]), "kwargs": kwargs})
 
 
-def build_module(key: str, channels: int, size: tuple[int, int]) -> nn.Module:
-    """The registered module ``key`` at its defaults, built for ``size`` when it is size-bound.
+def build_module(key: str, channels: int, size: tuple[int, int], **kwargs) -> nn.Module:
+    """The registered module ``key`` with ``kwargs`` (else its defaults), built for ``size`` when size-bound.
 
     Raises:
         ValueError: the module cannot be built for ``channels`` / ``size``.
     """
-    kwargs = {"feature_size": tuple(size)} if visattn.info(key).size_bound else {}
+    if visattn.info(key).size_bound:
+        kwargs.setdefault("feature_size", tuple(size))
     return visattn.create(key, channels, **kwargs)
 
 
@@ -110,7 +116,7 @@ def build_subject(spec: Spec) -> tuple[nn.Module, tuple]:
         ImportError: a peer's library is not installed.
     """
     if spec.kind == "module":
-        module = build_module(spec.name, spec.channels, spec.size)
+        module = build_module(spec.name, spec.channels, spec.size, **spec.kwargs)
     elif spec.kind == "baseline":
         module = BASELINES[spec.name][0](spec.channels)
     elif spec.kind == "peer":

@@ -20,6 +20,7 @@ import torch
 
 import visattn
 
+from ..spec import parse_module
 from .environment import environment
 from .factory import BASELINES, Spec, build_subject
 from .flops import ELEMENTWISE_DEFINITION, FLOPS_DEFINITION, count_ops
@@ -42,7 +43,8 @@ class BenchConfig:
     """What to measure and how; the fields mirror ``visattn bench``'s options.
 
     Attributes:
-        keys: registry keys.
+        keys: modules in the command line's grammar (:mod:`visattn.spec`): registry keys, or
+            ``key:arg=value[:arg=value]`` to measure a module with other arguments than its defaults.
         channels: input channels ``C``.
         sizes: feature sizes ``(H, W)``.
         batch: batch size.
@@ -81,8 +83,8 @@ class BenchConfig:
 
 def command_line(cfg: BenchConfig) -> str:
     """The ``visattn bench`` command that repeats this configuration."""
-    keys = "all" if cfg.keys == visattn.list_modules() else " ".join(cfg.keys)
-    parts = ["visattn", "bench", *keys.split(), "--channels", str(cfg.channels)]
+    keys = ["all"] if cfg.keys == visattn.list_modules() else list(cfg.keys)
+    parts = ["visattn", "bench", *keys, "--channels", str(cfg.channels)]
     for h, w in cfg.sizes:
         parts += ["--size", str(h) if h == w else f"{h}x{w}"]
     parts += ["--batch", str(cfg.batch), "--device", cfg.device, "--dtype", cfg.dtype, "--repeat", str(cfg.repeat),
@@ -117,9 +119,9 @@ class _Runner:
         self.cuda = torch.device(cfg.device).type == "cuda"
         self.probe = CpuMemoryProbe(threads=torch.get_num_threads()) if cfg.memory and not self.cuda else None
 
-    def spec(self, kind: str, name: str, size: tuple[int, int]) -> Spec:
+    def spec(self, kind: str, name: str, size: tuple[int, int], kwargs: dict | None = None) -> Spec:
         c = self.cfg
-        return Spec(kind, name, c.channels, tuple(size), c.batch, c.device, c.dtype, c.channels_last)
+        return Spec(kind, name, c.channels, tuple(size), c.batch, c.device, c.dtype, c.channels_last, kwargs or {})
 
     def measure(self, spec: Spec, *, count: bool = True, memory: bool = True) -> dict:
         """All the numbers for one spec; raises what building or running it raises."""
@@ -216,8 +218,7 @@ def run_bench(cfg: BenchConfig, *, progress: Progress | None = None) -> dict:
         >>> report["results"][0]["params"]  # SE(16): two 1x1 convs 16 -> 1 -> 16 with biases
         49
     """
-    for key in cfg.keys:
-        visattn.info(key)  # KeyError with suggestions before anything runs
+    modules = {label: parse_module(label) for label in cfg.keys}  # SpecError with suggestions before anything runs
     if cfg.baseline is not None and cfg.baseline not in BASELINES:
         raise ValueError(f"unknown baseline {cfg.baseline!r}; expected one of {sorted(BASELINES)} or None")
     threads_before = torch.get_num_threads()
@@ -225,7 +226,8 @@ def run_bench(cfg: BenchConfig, *, progress: Progress | None = None) -> dict:
         torch.set_num_threads(cfg.threads)
     if torch.device(cfg.device).type == "cpu":
         torch.set_flush_denormal(True)
-    peer_jobs = {key: peers_for(key) if cfg.peers else () for key in cfg.keys}
+    # peers are built at their defaults: compare them only with modules at theirs
+    peer_jobs = {label: peers_for(m.key) if cfg.peers and not m.kwargs else () for label, m in modules.items()}
     total = len(cfg.sizes) * (len(cfg.keys) + (cfg.baseline is not None) + sum(map(len, peer_jobs.values())))
     progress = progress or Progress(total, enabled=False)
     progress.set_total(total)
@@ -240,12 +242,13 @@ def run_bench(cfg: BenchConfig, *, progress: Progress | None = None) -> dict:
                 row = runner.attempt(runner.spec("baseline", cfg.baseline, size), f"{cfg.baseline} {_size_label(size)}")
                 baseline_rows[size] = {"size": list(size), "hw": size[0] * size[1], **row}
         for key in cfg.keys:
-            meta = visattn.info(key)
+            meta = visattn.info(modules[key].key)
             for size in cfg.sizes:
-                row = runner.attempt(runner.spec("module", key, size), f"{key} {_size_label(size)}")
+                row = runner.attempt(runner.spec("module", meta.key, size, modules[key].kwargs_dict()),
+                                     f"{key} {_size_label(size)}")
                 peers = []
                 for peer in peer_jobs[key]:
-                    p = runner.attempt(runner.spec("peer", f"{key}:{peer.name}", size),
+                    p = runner.attempt(runner.spec("peer", f"{meta.key}:{peer.name}", size),
                                        f"{key} {_size_label(size)} vs {peer.name}", count=False, memory=False)
                     peers.append(_peer_row(peer, p, row))
                 results.append({

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import shlex
 import sys
 from pathlib import Path
@@ -25,17 +24,6 @@ values are Python literals (8, 0.5, True, (3,5)) or plain words (gate_layer=tanh
 """
 
 
-def _kv(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        parsed = value  # a bare word: a string such as gate_layer=tanh
-    return key.strip(), parsed
-
-
 def _arg_value(text: str) -> str:
     """``--attention-kw ARG=VALUE``, kept as written: the module grammar parses and checks it."""
     if "=" not in text or not text.split("=", 1)[0].strip():
@@ -43,14 +31,17 @@ def _arg_value(text: str) -> str:
     return text.strip()
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+def _non_negative(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} >= 0, got {text!r}") from None
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} >= 0, got {text!r}")
+        return value
+
+    return parse
 
 
 def _int_list(text: str) -> list[int]:
@@ -80,14 +71,14 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g.add_argument("--data-dir", default=None, help="data folder, used exactly as given (Fashion-MNIST idx files, "
                    "a CIFAR python folder, or an ImageFolder tree with train/ and val/) (default: $VISATTN_DATA; "
                    "Fashion-MNIST is searched for when neither is set)")
-    g.add_argument("--memory-budget-mb", type=_positive(int), default=DEFAULT_MEMORY_BUDGET_MB,
+    g.add_argument("--memory-budget-mb", type=_non_negative(int), default=DEFAULT_MEMORY_BUDGET_MB,
                    help="ImageFolder data whose decoded images need more than this many MiB are streamed from disk "
-                   "by DataLoader workers instead of held in memory")
+                   "by DataLoader workers instead of held in memory (0: always stream)")
     g.add_argument("--epochs", type=_positive(int), default=epochs, help="training epochs")
     g.add_argument("--batch-size", type=_positive(int), default=128, help="images per batch (per process)")
     g.add_argument("--lr", type=_positive(float), default=0.1, help="peak learning rate (SGD, Nesterov)")
     g.add_argument("--schedule", choices=SCHEDULES, default="onecycle", help="learning-rate schedule")
-    g.add_argument("--wd", type=_non_negative_float, default=5e-4, help="weight decay (not on norms and biases)")
+    g.add_argument("--wd", type=_non_negative(float), default=5e-4, help="weight decay (not on norms and biases)")
     g.add_argument("--train-limit", type=_positive(int), default=None, help="use only the first N training images")
     g.add_argument("--val-limit", type=_positive(int), default=None, help="use only the first N test images")
     g.add_argument("--image-size", type=_positive(int), default=32, help="resize ImageFolder images to this size")

@@ -39,7 +39,7 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     device: str = "auto"
-    memory_budget_mb: int = 2048  # ImageFolder data larger than this is streamed from disk (same batches)
+    memory_budget_mb: int = 2048  # ImageFolder data larger than this (MiB) is streamed from disk; same batches
 
     #: how a run is carried out, not what it computes: may differ between a run and its resumption
     _HOW = ("epochs", "data_dir", "device", "memory_budget_mb")
@@ -54,8 +54,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight decay must be >= 0, got {self.weight_decay}")
-        if self.memory_budget_mb <= 0:
-            raise ValueError(f"memory_budget_mb must be positive, got {self.memory_budget_mb}")
+        if self.memory_budget_mb < 0:
+            raise ValueError(f"memory_budget_mb must be >= 0 (0: always stream), got {self.memory_budget_mb}")
         if self.attention in ("", "none", "None"):
             self.attention = None
         if self.pad is None:  # flips alone train Fashion-MNIST best in short runs; crops help CIFAR
