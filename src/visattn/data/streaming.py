@@ -63,6 +63,14 @@ class StreamedImageData:
     def image_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.size, self.size)
 
+    def to_memory(self, workers: int | None = None):
+        """Every image decoded into an in-memory :class:`~visattn.data.loader.ImageData` (for small sets)."""
+        from .loader import ImageData
+
+        chunks = [torch.arange(s, min(s + 256, len(self))) for s in range(0, len(self), 256)]
+        images = [x for x, _ in _batches(self, chunks, workers)]
+        return ImageData(torch.cat(images), self.labels, self.classes, self.mean, self.std)
+
     def decode(self, i: int) -> torch.Tensor:
         """Image ``i`` as uint8 ``(C, size, size)``."""
         return decode_image(self.paths[i], self.size, self.channels)

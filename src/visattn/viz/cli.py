@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli import add_device_argument, add_quiet_argument
+
 __all__ = ["add_parser"]
 
 
@@ -25,13 +27,29 @@ def _positive(text: str) -> int:
     return value
 
 
+def _modules(text: str | None) -> list[str] | None:
+    """``--modules`` in the module grammar; show draws what the run trained, so keys only, no arguments."""
+    from ..cli import CLIError, module_list
+
+    if text is None:
+        return None
+    specs = module_list(text, patterns=True, flag="--modules")
+    given = [s.text for s in specs if s.kwargs]
+    if given:
+        raise CLIError(f"--modules {given[0]}: show draws the run's own modules; give keys without arguments")
+    return [s.key for s in specs]
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..cli import CLIError
+    from ..cli import CLIError, check_out_dir
     from .show import ShowError, show_run
 
+    modules = _modules(args.modules)
+    check_out_dir(args.out)
     try:
         show_run(args.run_dir, args.out, images=args.images, classes=args.classes, query=args.query,
-                 data_dir=args.data_dir, limit=args.limit, device=args.device, gradcam_layer=args.gradcam_layer)
+                 data_dir=args.data_dir, limit=args.limit, device=args.device, gradcam_layer=args.gradcam_layer,
+                 modules=modules, log=(lambda *a, **k: None) if args.quiet else print)
     except ShowError as err:
         raise CLIError(str(err)) from None
     return 0
@@ -53,7 +71,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data-dir", default=None, help="data folder, when not where the run found it")
     p.add_argument("--limit", type=_positive, default=None,
                    help="average channel weights over the first N test images (default: the run's val limit)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--modules", default=None, metavar="KEY,...",
+                   help="draw only the modules with these keys (the module grammar's keys, patterns allowed, e.g. "
+                   "cbam or 'c*') (default: every module of the run)")
+    add_device_argument(p)
+    add_quiet_argument(p)
     p.add_argument("--gradcam-layer", default=None, metavar="NAME",
                    help="module explained by Grad-CAM (default: the last convolutional stage, e.g. layer3)")
     p.set_defaults(func=cmd_show)

@@ -135,6 +135,7 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
     state, _ = loaded
     try:
         _, test = load_dataset(config.dataset, data_dir or config.data_dir, image_size=config.image_size)
+        test = test if isinstance(test, ImageData) else test.to_memory()  # pictures need the pixels at hand
     except (OSError, ValueError) as err:
         raise ShowError(f"cannot load the {config.dataset} test set ({err}); pass --data-dir") from None
     try:
@@ -154,7 +155,8 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
 def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int = 4,
              classes: Sequence[str] | None = None, query: tuple[int, int] | None = None,
              data_dir: str | None = None, limit: int | None = None, device: str = "cpu",
-             gradcam_layer: str | None = None, log: Callable[[str], None] = print) -> ShowResult:
+             gradcam_layer: str | None = None, modules: Sequence[str] | None = None,
+             log: Callable[[str], None] = print) -> ShowResult:
     """``visattn show``: load the run in ``run_dir`` (latest good checkpoint) and write the page to ``out``.
 
     Args:
@@ -168,6 +170,7 @@ def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int 
             all when that is unset).
         device: ``cpu``, ``cuda`` or ``auto``.
         gradcam_layer: the module Grad-CAM explains (default: the last convolutional stage).
+        modules: draw only the visattn modules with these registry keys (default: all).
         log: where progress lines go.
     """
     model, config, test, epoch, result = load_run(run_dir, data_dir=data_dir, device=device)
@@ -180,7 +183,8 @@ def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int 
              + (f", {result['accuracy']:.2f}% top-1 on its validation images" if result else "") + "."]
     limit = config.val_limit if limit is None else limit
     return show_model(model, test, Path(out) if out else run / "show", indices=indices, query=query, limit=limit,
-                      gradcam_layer=gradcam_layer, title=f"visattn show: {run.name}", intro=intro, log=log)
+                      gradcam_layer=gradcam_layer, title=f"visattn show: {run.name}", intro=intro, modules=modules,
+                      log=log)
 
 
 # -- the pictures of one module -----------------------------------------------------------------------------
@@ -318,7 +322,7 @@ def _channel_means(model: nn.Module, data: ImageData, channel_items: list[Module
 def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: Sequence[int],
                query: tuple[int, int] | None = None, limit: int | None = None, gradcam_layer: str | None = None,
                batch_size: int = 128, title: str = "visattn show", intro: Sequence[str] = (),
-               log: Callable[[str], None] = print) -> ShowResult:
+               modules: Sequence[str] | None = None, log: Callable[[str], None] = print) -> ShowResult:
     """Draw the attention of ``model`` on images ``indices`` of ``data`` into ``out`` (PNGs and index.html).
 
     Args:
@@ -332,6 +336,7 @@ def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: S
         batch_size: batch size of the pass over ``data``.
         title: the page's title.
         intro: the page's first paragraphs.
+        modules: draw only the visattn modules with these registry keys (default: all).
         log: where progress lines go.
     """
     out = Path(out)
@@ -356,6 +361,12 @@ def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: S
     with Recorder(model, inputs=True) as rec, torch.no_grad():
         logits = model(x)
         owners = outermost(rec.modules)
+        if modules is not None:
+            chosen = [o for o in owners if rec.modules[o] in modules]
+            if not chosen:
+                found = sorted(set(rec.modules[o] for o in owners)) or "none"
+                raise ShowError(f"--modules {','.join(modules)}: the model holds no such module (it holds {found})")
+            owners = chosen
         items: list[ModulePicture] = []
         for owner in owners:
             found, notes = module_pictures(model, owner, rec, frac)
