@@ -29,6 +29,15 @@ def test_unknown_key_names_the_cli_command_with_one_prefix(capsys):
 def test_library_messages_are_cleaned():
     assert clean_message("visattn: unknown module 'x'. `visattn.list_modules()` lists all keys.") == \
         "unknown module 'x'. `visattn list` shows the keys."
+    inner = "se at --channels 8: visattn: SqueezeExcite got ..."
+    assert clean_message(inner) == "se at --channels 8: SqueezeExcite got ..."
+    assert clean_message("see `visattn list`") == "see `visattn list`"
+
+
+def test_unknown_backbone_lists_the_names_not_a_python_call(capsys):
+    assert main(["train", "--backbone", "resnet21", "--out", "unused"]) == 2
+    line = one_line_error(capsys, "train")
+    assert "list_backbones()" not in line and "resnet20" in line and "Did you mean" in line
 
 
 def test_module_argument_that_cannot_fit_the_channels(capsys):

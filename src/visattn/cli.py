@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,8 +79,12 @@ def module_list(text: str, *, allow_none: bool = False, patterns: bool = False, 
 
 def clean_message(message: str) -> str:
     """A library message as the command line shows it: one ``visattn:`` prefix, CLI commands, not Python calls."""
-    while message.startswith("visattn: "):
-        message = message[len("visattn: "):]
+    message = re.sub(r"(?<![\w`.-])visattn: ", "", message)  # main() adds the one prefix, "visattn CMD: error:"
+    if "`visattn.backbones.list_backbones()` lists all names" in message:
+        from .backbones import list_backbones
+
+        message = message.replace("`visattn.backbones.list_backbones()` lists all names",
+                                  f"Backbones: {', '.join(list_backbones())}")
     return (message.replace("`visattn.list_modules()` lists all keys", "`visattn list` shows the keys")
             .replace("visattn.list_modules()", "visattn list"))
 

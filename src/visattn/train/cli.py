@@ -79,8 +79,10 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g.add_argument("--lr", type=_positive(float), default=0.1, help="peak learning rate (SGD, Nesterov)")
     g.add_argument("--schedule", choices=SCHEDULES, default="onecycle", help="learning-rate schedule")
     g.add_argument("--wd", type=_non_negative(float), default=5e-4, help="weight decay (not on norms and biases)")
-    g.add_argument("--train-limit", type=_positive(int), default=None, help="use only the first N training images")
-    g.add_argument("--val-limit", type=_positive(int), default=None, help="use only the first N test images")
+    g.add_argument("--train-limit", type=_positive(int), default=None,
+                   help="use only the first N training images (default: all)")
+    g.add_argument("--val-limit", type=_positive(int), default=None, help="use only the first N test images "
+                   "(default: all)")
     g.add_argument("--image-size", type=_positive(int), default=32, help="resize ImageFolder images to this size")
     g.add_argument("--crop-pad", type=int, default=None, help="random-crop padding in pixels, 0 for none "
                    "(default: 4 for CIFAR and ImageFolder, 0 for Fashion-MNIST, where flips alone train best in "
@@ -99,11 +101,26 @@ def _jobs_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
+    _check_backbone(args.backbone)
     return TrainConfig(backbone=args.backbone, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, weight_decay=args.wd,
                        train_limit=args.train_limit, val_limit=args.val_limit, image_size=args.image_size,
                        amp=args.amp, channels_last=args.channels_last, compile=args.compile, device=args.device,
                        pad=args.crop_pad, flip=not args.no_flip, memory_budget_mb=args.memory_budget_mb, **extra)
+
+
+def _check_backbone(name: str) -> None:
+    """An unknown ``--backbone`` is refused before the data is loaded."""
+    import difflib
+
+    from ..backbones import list_backbones
+    from ..cli import CLIError
+
+    names = list_backbones()
+    if name not in names:
+        close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(k) for k in close)}?" if close else ""
+        raise CLIError(f"--backbone: unknown backbone {name!r}.{hint} Backbones: {', '.join(names)}")
 
 
 def _interrupted(args: argparse.Namespace, out: str, what: str) -> int:
