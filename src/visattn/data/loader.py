@@ -16,7 +16,7 @@ import torch
 from .cifar import load_cifar
 from .fashion_mnist import CLASSES as FASHION_CLASSES
 from .fashion_mnist import load_fashion_mnist
-from .image_folder import load_image_folder
+from .image_folder import decode_image, scan_image_folder
 
 __all__ = ["ImageData", "BatchLoader", "load_dataset", "DATASETS", "augment_batch", "make_loader", "shard",
            "check_data_dir", "DEFAULT_MEMORY_BUDGET_MB"]
@@ -74,8 +74,6 @@ def check_data_dir(data_dir: str | Path, what: str = "--data-dir") -> Path:
 
 
 def _image_folder(root: Path, image_size: int, memory_budget_mb: int):
-    from .image_folder import scan_image_folder
-
     val_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
     if not (root / "train").is_dir() or val_dir is None:
         raise FileNotFoundError(f"{root}: expected train/<class>/... and val/<class>/... (or test/)")
@@ -85,8 +83,8 @@ def _image_folder(root: Path, image_size: int, memory_budget_mb: int):
         raise ValueError(f"{root}: train and {val_dir.name} have different classes")
     decoded_bytes = (len(tr_paths) + len(te_paths)) * 3 * image_size * image_size
     if decoded_bytes <= memory_budget_mb * 2**20:
-        tr_x, _, _ = load_image_folder(root / "train", image_size)
-        te_x, _, _ = load_image_folder(val_dir, image_size)
+        tr_x = torch.stack([decode_image(p, image_size) for p in tr_paths])
+        te_x = torch.stack([decode_image(p, image_size) for p in te_paths])
         return tr_x, tr_y, te_x, te_y, classes
     from .streaming import StreamedImageData, folder_statistics
 

@@ -198,7 +198,8 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     log(f"{config.backbone} + {config.attention or 'no attention'} ({params:,} params, {flops / 1e6:.1f} MFLOPs) "
-        f"on {config.dataset}: {len(train_data):,} train / {len(val_data):,} val images, {device}"
+        f"on {config.dataset}: {len(train_data):,} train / {len(val_data):,} val images"
+        + ("" if isinstance(train_data, ImageData) else " (streamed from disk)") + f", {device}"
         + (f", {dist.world_size} processes" if dist.enabled else ""))
     accuracy = val_loss = math.nan
     with Progress(config.epochs, enabled=progress and dist.is_main) as bar:
