@@ -94,7 +94,9 @@ def test_training_through_the_streaming_path(folder, tmp_path, monkeypatch):
     monkeypatch.setattr(streaming.StreamingLoader, "__iter__", counting)
     config = TrainConfig(dataset="image-folder", data_dir=str(folder), image_size=8, epochs=1, batch_size=4,
                          memory_budget_mb=0, attention="se", device="cpu")
-    result = train(config, tmp_path / "run", progress=False, log=lambda *a, **k: None)
+    messages = []
+    result = train(config, tmp_path / "run", progress=False, log=messages.append)
+    assert any("(streamed from disk)" in m for m in messages)
     assert result["epochs"] == 1 and 0 <= result["accuracy"] <= 100
     assert sum(batches) == 12 + 6  # one epoch (15 images, drop_last: 3 batches of 4) + the 6 validation images
     assert json.loads((tmp_path / "run" / "config.json").read_text())["memory_budget_mb"] == 0
