@@ -163,3 +163,23 @@ def test_show_model_without_attention(tmp_path):
     assert result.notes == ["the model holds no visattn module: only Grad-CAM is drawn"]
     page = check_page(tmp_path)
     assert sorted(page.srcs) == ["img00-gradcam.png", "img00-input.png"]
+
+
+def test_show_modules_filter_quiet_and_a_corrupt_checkpoint(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    shutil.copy(run / "checkpoints" / "epoch-001.pt", run / "checkpoints" / "epoch-000.pt")
+    (run / "checkpoints" / "epoch-001.pt").write_bytes(b"\x00torn")
+    out = tmp_path / "pictures"
+    assert main(["show", str(run), "--images", "1", "--modules", "cb*", "-q", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "epoch-001.pt is unreadable" in lines[0], captured.err
+    assert "trying the previous one, epoch-000.pt" in lines[0] and captured.out == ""  # -q: no progress lines
+    assert (out / "index.html").is_file()
+    assert main(["show", str(run), "--modules", "se", "--out", str(tmp_path / "x")]) == 2
+    assert "holds no such module (it holds ['cbam'])" in capsys.readouterr().err
+    assert main(["show", str(run), "--modules", "cbam:reduction=4"]) == 2
+    assert "without arguments" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +130,7 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
         config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
     except (ValueError, TypeError) as err:
         raise ShowError(f"{cfg_path}: unreadable config ({err})") from None
-    loaded = load_latest(run / "checkpoints")
+    loaded = load_latest(run / "checkpoints", report=lambda message: print(f"warning: {message}", file=sys.stderr))
     if loaded is None:
         raise ShowError(f"{run}: no readable checkpoint in {run / 'checkpoints'}; train the run first")
     state, _ = loaded
