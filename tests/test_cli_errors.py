@@ -34,10 +34,12 @@ def test_library_messages_are_cleaned():
     assert clean_message("see `visattn list`") == "see `visattn list`"
 
 
-def test_unknown_backbone_lists_the_names_not_a_python_call(capsys):
-    assert main(["train", "--backbone", "resnet21", "--out", "unused"]) == 2
+def test_unknown_backbone_lists_the_names_not_a_python_call(capsys, tmp_path):
+    out = tmp_path / "unused"
+    assert main(["train", "--backbone", "resnet21", "--out", str(out)]) == 2
     line = one_line_error(capsys, "train")
     assert "list_backbones()" not in line and "resnet20" in line and "Did you mean" in line
+    assert not out.exists()  # refused before anything is written
 
 
 def test_module_argument_that_cannot_fit_the_channels(capsys):
