@@ -558,7 +558,7 @@ def _attach_places(model: nn.Module, key: str, places: list[Place], *, replace: 
     if meta.role == "conv":
         raise ValueError(f"attach: {key!r} replaces a 3x3 conv of a ResNet block; {family} has no such conv slot "
                          "(use a ResNet, or a plug-in module here)")
-    if meta.role == "context":
+    if meta.role == "context" and family != "where=":
         places = places[-1:]  # context modules go once, after the last block (as in the ResNet rule)
     taken = [p for p in places if p.taken is not None]
     if taken and not replace:
