@@ -86,6 +86,7 @@ def test_layer_arguments():
     assert m.layer1[0].se.channel_gate.mlp[1].out_features == 64 // 8
     se = visattn.layer("se")(96, rd_ratio=0.25)  # timm's EfficientNet builder passes rd_ratio
     assert se.fc1.out_channels == 24
+    assert visattn.layer("se")(7, rd_ratio=0.5).fc1.out_channels == round(3.5) == 4  # timm's rounding
     assert visattn.layer("se", reduction=8)(96, rd_ratio=0.25).fc1.out_channels == 12  # fixed arguments win
     with pytest.raises(TypeError, match="act_layer"):
         visattn.layer("eca")(96, act_layer=torch.nn.SiLU)
