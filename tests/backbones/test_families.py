@@ -268,6 +268,20 @@ def test_where_callable_and_plain_sequential():
     assert seq(torch.randn(1, 3, 10, 10)).shape == (1, 12, 6, 6)
 
 
+def test_where_twice_needs_replace_and_swaps_without_a_second_hook():
+    net = attach(Net().eval(), "se", where="features.*.conv2")
+    with pytest.raises(ValueError, match=r"2 place\(s\) already hold .*features.0.conv2 \(SqueezeExcite\)"):
+        attach(net, "eca", where="features.*.conv2")
+    hooks = tree(net)[2]
+    attach(net, "eca", where="features.*.conv2", replace=True)
+    assert tree(net)[2] == hooks and type(net.features[1].conv2.attn).__name__ == "EfficientChannelAttention"
+    x = torch.randn(1, 3, 8, 8)
+    expected = net.features[0].conv2.attn(net.features[0].conv2.forward(net.features[0].act(net.features[0].conv1(x))))
+    torch.testing.assert_close(net.features[0](x), expected)
+    with pytest.raises(ValueError, match="matches no module"):  # attention put there is not a place itself
+        attach(net, "cbam", where="*attn*")
+
+
 def test_where_overrides_family_rules():
     m = fresh("timm resnext26ts")
     attach(m, "se", where="stages.3.*.conv2_kxk")

@@ -1,4 +1,8 @@
-"""Put a registered attention module into the residual blocks of a ResNet: visattn's, torchvision's or timm's.
+"""Put a registered attention module into a CNN: the ResNet rules here, other families in ``families.py``.
+
+This module holds :func:`attach` and the ResNet rules. Other families (RegNet, EfficientNet / MobileNet,
+ConvNeXt, ByobNet, DenseNet, VGG-style stacks) are described in :mod:`visattn.backbones.families`, and
+``where=`` puts a module after any modules named by a glob or chosen by a callable.
 
 :func:`attach` walks a model, finds its residual blocks (torchvision's and timm's ``BasicBlock`` /
 ``Bottleneck``, recognised by class name, defining module and structure, without importing torchvision or
@@ -519,8 +523,12 @@ def _where_places(model: nn.Module, where: str | Sequence[str] | Callable[[str, 
                              f"got {where!r}")
         chosen = lambda name, module: any(fnmatch.fnmatchcase(name, g) for g in globs)  # noqa: E731
     places = []
+    inserted: list[str] = []  # attention modules put there before: neither matched nor searched
     for name, module in model.named_modules():
-        if not name or ".attn" in f".{name}" and name.rpartition(".")[2] == "attn":
+        if not name or any(name.startswith(i + ".") for i in inserted):
+            continue
+        if type(module).__module__.startswith("visattn.modules."):
+            inserted.append(name)
             continue
         if chosen(name, module):
             parent_name, _, attr = name.rpartition(".")

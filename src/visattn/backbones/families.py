@@ -15,6 +15,13 @@ A place is one of three kinds:
   original weights do not change, so pretrained checkpoints still load.
 - ``"before"``: the module runs on the input of a submodule (stored in it as ``attn``, applied by a forward
   pre-hook).
+
+Example:
+    >>> from torch import nn
+    >>> vgg_like = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU(),
+    ...                          nn.MaxPool2d(2))
+    >>> [(p.name, p.kind, p.channels, p.family) for p in find_places(vgg_like)]
+    [('1', 'after', 8, 'VGG-style plain stack'), ('4', 'after', 16, 'VGG-style plain stack')]
 """
 
 from __future__ import annotations
