@@ -6,6 +6,7 @@ the original weights keep their state_dict keys (pretrained checkpoints still lo
 """
 
 import copy
+import pickle
 import re
 from pathlib import Path
 
@@ -365,6 +366,29 @@ def test_failure_midway_is_undone():
         attach(tv, "cbam")
     assert tree(tv) == before and type(tv.layer1[0]).__module__.startswith("torchvision")
     torch.testing.assert_close(tv(x), y)
+
+
+def test_a_stem_alone_is_not_a_plain_stack():
+    stem = nn.Sequential(nn.Conv2d(3, 8, 7, 2, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+    with pytest.raises(ValueError, match="no block of a family"):
+        attach(nn.Sequential(stem, nn.Conv2d(8, 8, 3)), "se")
+
+
+@pytest.mark.parametrize("name", ["timm convnext_atto", "torchvision mobilenet_v2"])
+def test_attached_models_copy_and_pickle(name):
+    m = attach(fresh(name), "se")
+    block, channels = (m.stages[0].blocks[0], 40) if "convnext" in name else (m.features[2], 16)
+    if hasattr(block, "gamma"):
+        with torch.no_grad():
+            block.gamma.fill_(1.0)  # layer scale starts at 1e-6: make the branch count
+    x, xb = torch.randn(1, 3, 32, 32), torch.randn(1, channels, 8, 8)
+    with torch.no_grad():
+        y, yb = m(x), block(xb)
+        torch.testing.assert_close(copy.deepcopy(m)(x), y)
+        torch.testing.assert_close(pickle.loads(pickle.dumps(m))(x), y)
+        for se in (s for s in block.modules() if type(s) is SE):
+            se.fc2.bias.fill_(-30.0)  # the gate shut: the module really runs in the block
+        assert not torch.allclose(block(xb), yb, atol=1e-3)
 
 
 def test_modules_follow_the_model_device_and_dtype():

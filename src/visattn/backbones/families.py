@@ -18,8 +18,8 @@ A place is one of three kinds:
 
 Example:
     >>> from torch import nn
-    >>> vgg_like = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU(),
-    ...                          nn.MaxPool2d(2))
+    >>> vgg_like = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2),
+    ...                          nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2))
     >>> [(p.name, p.kind, p.channels, p.family) for p in find_places(vgg_like)]
     [('1', 'after', 8, 'VGG-style plain stack'), ('4', 'after', 16, 'VGG-style plain stack')]
 """
@@ -165,10 +165,8 @@ def _plain_stack(seq: nn.Module) -> list[Spot]:
 
 
 def _is_plain_stack(m: nn.Module) -> bool:
-    if type(m) is not nn.Sequential:
-        return False
-    kinds = [type(c) for c in m.children()]
-    return nn.MaxPool2d in kinds and nn.Conv2d in kinds
+    """An ``nn.Sequential`` of convs and at least two max-pools (one pool is a stem, not a stack of stages)."""
+    return type(m) is nn.Sequential and len(_plain_stack(m)) >= 2
 
 
 #: The families :func:`~visattn.backbones.attach.attach` knows besides ResNets, in the order they are tried.
