@@ -283,6 +283,12 @@ def test_where_twice_needs_replace_and_swaps_without_a_second_hook():
         attach(net, "cbam", where="*attn*")
 
 
+def test_after_and_before_the_same_module_clash():
+    m = attach(fresh("timm convnext_atto"), "se")
+    with pytest.raises(ValueError, match="stages.0.blocks.0.drop_path already runs a module before it"):
+        attach(m, "eca", where="stages.0.blocks.0.drop_path")
+
+
 def test_where_overrides_family_rules():
     m = fresh("timm resnext26ts")
     attach(m, "se", where="stages.3.*.conv2_kxk")
@@ -325,7 +331,7 @@ class Unused(nn.Module):
 
 
 @pytest.mark.parametrize("case", ["no match", "not a feature map", "unreadable", "too small", "not run", "taken",
-                                  "no family", "conv role"])
+                                  "no family", "conv role", "own attn"])
 def test_bad_input_is_one_line_and_leaves_the_model_unchanged(case):
     model, call, match = {
         "no match": (Net(), lambda m: attach(m, "se", where="layer*.conv2"),
@@ -341,6 +347,8 @@ def test_bad_input_is_one_line_and_leaves_the_model_unchanged(case):
                   r"attach\(EfficientNet, 'se'\): 16 place\(s\) already hold .*blocks.0.0.se"),
         "no family": (nn.Sequential(nn.Conv2d(3, 4, 1)), lambda m: attach(m, "se"), "where="),
         "conv role": (fresh("timm convnext_atto"), lambda m: attach(m, "sk"), "ConvNeXt has no such conv slot"),
+        "own attn": (visattn.backbones.create("resnet18"), lambda m: attach(m, "se", where="layer1.0"),
+                     "layer1.0 has an attribute `attn` of its own"),
     }[case]
     before = tree(model)
     with pytest.raises(ValueError, match=match) as err:

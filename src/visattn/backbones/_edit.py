@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .families import ATTACHED
+
 __all__ = ["Journal", "all_or_nothing", "post_hook", "pre_hook", "put_after", "put_before"]
 
 
@@ -64,15 +66,17 @@ def put_after(journal: Journal, target: nn.Module, attn: nn.Module) -> None:
     In a plain ``nn.Sequential`` the module becomes its last element; elsewhere a forward hook applies it. When
     ``target`` already has an ``attn`` put there before, only the module is swapped.
     """
-    had = isinstance(getattr(target, "attn", None), nn.Module)
+    again = getattr(target, ATTACHED, None) == "after"
     journal.set(target, "attn", attn)
-    if not had and not _runs_children_in_order(target):
+    journal.set(target, ATTACHED, "after")
+    if not again and not _runs_children_in_order(target):
         journal.hook(target.register_forward_hook(post_hook))
 
 
 def put_before(journal: Journal, target: nn.Module, attn: nn.Module) -> None:
     """Make ``attn`` run on ``target``'s input (stored as ``target.attn``, applied by a forward pre-hook)."""
-    had = isinstance(getattr(target, "attn", None), nn.Module)
+    again = getattr(target, ATTACHED, None) == "before"
     journal.set(target, "attn", attn)
-    if not had:
+    journal.set(target, ATTACHED, "before")
+    if not again:
         journal.hook(target.register_forward_pre_hook(pre_hook))

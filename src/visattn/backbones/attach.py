@@ -568,6 +568,9 @@ def _attach_places(model: nn.Module, key: str, places: list[Place], *, replace: 
                          "(use a ResNet, or a plug-in module here)")
     if meta.role == "context" and family != "where=":
         places = places[-1:]  # context modules go once, after the last block (as in the ResNet rule)
+    clashes = [p.clash for p in places if p.clash is not None]
+    if clashes:
+        raise ValueError(f"attach: {clashes[0]}; choose a submodule next to it (where=)")
     taken = [p for p in places if p.taken is not None]
     if taken and not replace:
         listed = ", ".join(f"{p.name} ({type(p.taken).__name__})" for p in taken[:3])

@@ -31,7 +31,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-__all__ = ["FAMILIES", "Family", "Place", "find_places", "out_channels"]
+__all__ = ["ATTACHED", "FAMILIES", "Family", "Place", "find_places", "out_channels"]
+
+#: attribute marking a module whose ``attn`` was put there by attach (its value: "after" or "before").
+ATTACHED = "_visattn_attached"
 
 #: ``(path inside the block, kind, channels)``; path ``""`` is the block itself.
 Spot = tuple[str, str, "int | None"]
@@ -57,7 +60,17 @@ class Place:
         """The attention module already at this place, if any."""
         if self.kind == "slot":
             return None if isinstance(self.target, nn.Identity) else self.target
-        return getattr(self.target, "attn", None)
+        return self.target.attn if getattr(self.target, ATTACHED, None) == self.kind else None
+
+    @property
+    def clash(self) -> str | None:
+        """Why nothing can go here: the target has an ``attn`` of its own, or one put on its other side."""
+        if self.kind == "slot" or not hasattr(self.target, "attn"):
+            return None
+        mark = getattr(self.target, ATTACHED, None)
+        if mark is None:
+            return f"{self.name} has an attribute `attn` of its own"
+        return None if mark == self.kind else f"{self.name} already runs a module {mark} it"
 
 
 @dataclass(frozen=True)
