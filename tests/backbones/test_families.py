@@ -303,6 +303,15 @@ def test_context_module_goes_where_told_or_after_the_last_block():
     assert found == ["stages.3.blocks.1.drop_path.attn"]
 
 
+def test_size_bound_module_in_a_family():
+    m = fresh("timm convnext_atto")
+    with pytest.raises(ValueError, match=r"attach\(ConvNeXt, 'psa'\): 'psa' is bound to one feature size"):
+        attach(m, "psa")
+    attach(m, "psa", input_size=(64, 96))
+    assert m.stages[3].blocks[1].drop_path.attn.feature_size == (2, 3)  # 64 x 96 / 32
+    assert m(torch.randn(1, 3, 64, 96)).shape == (1, 10)
+
+
 def test_size_bound_module_with_where():
     net = Net()
     attach(net, "psa", where="features.1.conv2", input_size=(12, 10))

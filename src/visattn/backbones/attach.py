@@ -578,11 +578,11 @@ def _attach_places(model: nn.Module, key: str, places: list[Place], *, replace: 
                          f"{', ...' if len(taken) > 3 else ''}; pass replace=True to swap them for {key!r}")
     if taken:
         places = taken  # replace=True: where the network has attention, and only there
-    needs_trace = meta.size_bound or any(p.channels is None for p in places)
-    shapes = trace_places(model, places, input_size or TRACE_SIZE) if needs_trace else {}
     if meta.size_bound and input_size is None:
         raise ValueError(f"attach: {key!r} is bound to one feature size; pass input_size=(H, W) so that the size "
                          f"at {places[0].name} can be computed")
+    needs_trace = meta.size_bound or any(p.channels is None for p in places)
+    shapes = trace_places(model, places, input_size or TRACE_SIZE) if needs_trace else {}
     built = []
     for place in places:
         channels = place.channels
