@@ -54,9 +54,9 @@ def test_cbam_on_meta_and_bad_dtype():
 
 
 def test_package_conventions():
-    code = "import visattn; print(visattn.backbones.__name__, visattn.bench.__name__)"
+    code = "import visattn; print(visattn.backbones.__name__, visattn.layers.__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["visattn.backbones", "visattn.bench"]
+    assert out.split() == ["visattn.backbones", "visattn.layers"]
     assert resources.files("visattn").joinpath("py.typed").is_file()
     params = inspect.signature(visattn.attach).parameters
     assert {"model", "key", "position", "where", "replace", "input_size"} <= set(params)
