@@ -5,17 +5,32 @@ Example:
     >>> m = visattn.create("cbam", 64)
     >>> m(torch.randn(2, 64, 14, 14)).shape
     torch.Size([2, 64, 14, 14])
+    >>> visattn.backbones.list_backbones()[:2]
+    ['resnet101', 'resnet110']
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .backbones.attach import attach
+from .factory import layer
 from .registry import ModuleInfo, create, info, list_modules, register
 
 __version__ = "0.1.0"
 
-__all__ = ["ModuleInfo", "create", "info", "list_modules", "register", "attach", "__version__"]
+__all__ = ["ModuleInfo", "create", "info", "list_modules", "register", "attach", "layer", "__version__"]
+
+#: subpackages reachable as ``visattn.<name>`` without importing them first.
+_SUBPACKAGES = ("backbones", "bench", "data", "layers", "modules", "ops", "train", "viz")
 
 
-def attach(model, key, position="standard", **kwargs):
-    """Insert attention module ``key`` into every residual block of a ResNet, in place (see backbones.attach)."""
-    from .backbones.attach import attach as _attach
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'visattn' has no attribute {name!r}")
 
-    return _attach(model, key, position=position, **kwargs)
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SUBPACKAGES))

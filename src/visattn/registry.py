@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 __all__ = ["ModuleInfo", "register", "create", "list_modules", "info", "ROLES", "DOMAINS", "COMPLEXITIES"]
@@ -51,7 +53,8 @@ class ModuleInfo:
         parameter_free: whether the module has no learnable parameters.
         note: where the paper and the official code differ and which one visattn follows.
         size_bound: the module is built for one feature size and takes ``feature_size=(H, W)``.
-        defaults: keyword defaults of the constructor (derived from its signature).
+        defaults: keyword defaults of the constructor (derived from its signature), without the factory
+            arguments ``device`` and ``dtype`` that every module takes (see :func:`register`).
     """
 
     key: str
@@ -88,13 +91,59 @@ class ModuleInfo:
 _REGISTRY: dict[str, ModuleInfo] = {}
 
 
+#: keyword arguments every registered module takes, as torch layers and timm pass them.
+FACTORY_KWARGS = ("device", "dtype")
+
+
 def _constructor_defaults(cls: type) -> dict[str, Any]:
     params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+    return {p.name: p.default for p in params
+            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name not in FACTORY_KWARGS}
+
+
+def _add_factory_kwargs(cls: type[nn.Module]) -> None:
+    """Give ``cls.__init__`` the keyword arguments ``device=`` and ``dtype=`` of torch's layers.
+
+    The module is built under ``with torch.device(device)`` (so ``device="meta"`` allocates nothing), then
+    its floating-point parameters and buffers are cast to ``dtype``. A class whose constructor already takes
+    ``device`` is left as it is.
+    """
+    init = cls.__dict__.get("__init__")
+    if init is None:
+        return  # inherits an __init__ (wrapped where its own class was registered, or a plain nn.Module one)
+    sig = inspect.signature(init)
+    if "device" in sig.parameters:
+        return
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 **kwargs: Any) -> None:
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ValueError(f"{cls.__name__}: dtype must be a floating-point torch.dtype, got {dtype!r}")
+        if device is None:
+            init(self, *args, **kwargs)
+        else:
+            with torch.device(device):
+                init(self, *args, **kwargs)
+        if dtype is not None:
+            self.to(dtype=dtype)
+
+    params = list(sig.parameters.values())
+    tail = [p for p in params if p.kind is p.VAR_KEYWORD]
+    head = [p for p in params if p.kind is not p.VAR_KEYWORD]
+    factory = [inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation="torch.device | str | None"),
+               inspect.Parameter("dtype", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation="torch.dtype | None")]
+    __init__.__signature__ = sig.replace(parameters=head + factory + tail)  # type: ignore[attr-defined]
+    cls.__init__ = __init__  # type: ignore[method-assign]
 
 
 def register(key: str, **metadata: Any):
     """Class decorator adding an attention module to the registry under ``key``.
+
+    The class's constructor gains the factory keyword arguments ``device=`` and ``dtype=`` of torch's layers
+    (``visattn.create("cbam", 64, device="meta")``), which timm also passes to an ``attn_layer``.
 
     Args:
         key: short lowercase registry key.
@@ -112,6 +161,7 @@ def register(key: str, **metadata: Any):
         for name, allowed in (("role", ROLES), ("domain", DOMAINS), ("complexity", COMPLEXITIES)):
             if metadata.get(name) not in allowed:
                 raise ValueError(f"visattn: {key!r} has {name}={metadata.get(name)!r}; expected one of {allowed}")
+        _add_factory_kwargs(cls)
         _REGISTRY[key] = ModuleInfo(key=key, cls=cls, defaults=_constructor_defaults(cls), **metadata)
         return cls
 
@@ -172,7 +222,8 @@ def create(key: str, channels: int, **kwargs: Any) -> nn.Module:
     Args:
         key: registry key (``visattn.list_modules()``).
         channels: input channels, the first argument of every module.
-        **kwargs: the module's keyword arguments (see ``visattn.info(key).defaults``).
+        **kwargs: the module's keyword arguments (see ``visattn.info(key).defaults``), and ``device`` /
+            ``dtype`` as for torch's layers (``device="meta"`` builds without allocating).
 
     Raises:
         KeyError: unknown key (with the closest keys suggested).
@@ -185,6 +236,8 @@ def create(key: str, channels: int, **kwargs: Any) -> nn.Module:
         >>> m = create("se", 64, reduction=8)
         >>> type(m).__name__
         'SqueezeExcite'
+        >>> next(create("cbam", 64, device="meta").parameters()).is_meta
+        True
     """
     meta = _lookup(key)
     params = inspect.signature(meta.cls.__init__).parameters

@@ -159,21 +159,23 @@ class Bottleneck(nn.Module):  # a look-alike from another library: refused, name
         self.conv1 = nn.Conv2d(3, 8, 3)
 
 
-def test_refuses_other_architectures():
-    with pytest.raises(TypeError, match="Sequential"):
+def test_refuses_unknown_architectures_with_guidance():
+    with pytest.raises(ValueError, match=r"attach\(Sequential, 'se'\): .*no block .*children 0: Conv2d.*where="):
         attach(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), "se")
-    with pytest.raises(TypeError, match="MobileNetV3"):
-        attach(tvm.mobilenet_v3_small(weights=None), "se")
-    with pytest.raises(TypeError, match="unsupported block classes.*Bottleneck"):
+    with pytest.raises(ValueError, match="unsupported look-alike blocks.*Bottleneck"):
         attach(nn.Sequential(Bottleneck()), "se")
 
 
 def test_refuses_filled_slots_and_gates():
     m = attach(tvm.resnet18(weights=None), "se")
-    with pytest.raises(ValueError, match="already"):
+    with pytest.raises(ValueError, match="already holds SqueezeExcite; pass replace=True"):
         attach(m, "se")
-    with pytest.raises(ValueError, match="already"):
+    attach(m, "eca", replace=True)
+    assert type(m.layer1[0].attn) is visattn.info("eca").cls
+    with pytest.raises(ValueError, match="already has an attention module; pass replace=True"):
         attach(timm.create_model("seresnet18", pretrained=False), "se")
+    t = attach(timm.create_model("seresnet18", pretrained=False), "cbam", replace=True)
+    assert type(t.layer4[1].se) is visattn.info("cbam").cls
     if "attention_gate" in visattn.list_modules():
         with pytest.raises(ValueError, match="gating signal"):
             attach(tvm.resnet18(weights=None), "attention_gate")
