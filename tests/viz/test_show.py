@@ -163,3 +163,18 @@ def test_show_model_without_attention(tmp_path):
     assert result.notes == ["the model holds no visattn module: only Grad-CAM is drawn"]
     page = check_page(tmp_path)
     assert sorted(page.srcs) == ["img00-gradcam.png", "img00-input.png"]
+
+
+def test_overlay_uses_the_maps_min_max_range_exactly():
+    from visattn.viz.maps import Picture
+    from visattn.viz.render import overlay
+    from visattn.viz.show import ModulePicture, _draw
+
+    image = torch.randint(0, 256, (1, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    data = torch.tensor([[[2.0, 3.0, 4.0], [5.0, 6.0, 2.5], [3.5, 4.5, 5.5]]])  # min 2, max 6: not 0 .. max
+    item = ModulePicture("layer1.0.attn", "cbam", "gate", Picture("spatial", data), nn.Identity())
+    drawn, text = _draw(item, 0, image, (0, 0))
+    expected = overlay(image, (data[0] - 2.0) / (6.0 - 2.0))  # the range, computed here by hand
+    assert torch.equal(drawn, expected)
+    assert "range 2 to 6" in text
+    assert not torch.equal(drawn, overlay(image, data[0] / 6.0))  # the max-only scaling would look different
