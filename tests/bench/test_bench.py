@@ -357,3 +357,42 @@ def test_report_carries_the_summary_of_the_timed_samples(monkeypatch):
     for name in ("forward_ms", "forward_backward_ms"):
         assert row[name]["median"] == pytest.approx(6.0)
         assert row[name]["p10"] == pytest.approx(2.0) and row[name]["p90"] == pytest.approx(10.0)
+
+
+def test_allocator_is_pinned_and_reported(monkeypatch):
+    import ctypes
+    import platform
+
+    from visattn.bench import allocator
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    for var in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(allocator, "_state", {})
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    state = allocator.pin_allocator()
+    assert sorted(calls) == [(-3, 32 << 20), (-1, 1 << 30)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    assert "pinned by visattn" in state and "32 MiB" in state
+    # a user's own choice is left alone and reported
+    calls.clear()
+    monkeypatch.setattr(allocator, "_state", {})
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert "MALLOC_MMAP_THRESHOLD_=65536 (environment)" in allocator.pin_allocator() and not calls
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
+    assert allocator.pin_allocator() == "jemalloc (LD_PRELOAD)" and not calls
+
+
+def test_report_names_the_allocator(cli_run):
+    _, report, paths = cli_run
+    assert report["environment"]["allocator"]
+    with open(paths["md"]) as f:
+        assert f"allocator: {report['environment']['allocator']}" in f.read()

@@ -20,6 +20,7 @@ import torch
 
 import visattn
 
+from .allocator import pin_allocator
 from .environment import environment
 from .factory import BASELINES, Spec, build_subject
 from .flops import ELEMENTWISE_DEFINITION, FLOPS_DEFINITION, count_ops
@@ -225,6 +226,7 @@ def run_bench(cfg: BenchConfig, *, progress: Progress | None = None) -> dict:
         torch.set_num_threads(cfg.threads)
     if torch.device(cfg.device).type == "cpu":
         torch.set_flush_denormal(True)
+        pin_allocator()  # stable timings: freed temporaries are reused, not faulted in afresh (see allocator.py)
     peer_jobs = {key: peers_for(key) if cfg.peers else () for key in cfg.keys}
     total = len(cfg.sizes) * (len(cfg.keys) + (cfg.baseline is not None) + sum(map(len, peer_jobs.values())))
     progress = progress or Progress(total, enabled=False)
