@@ -185,24 +185,24 @@ def _paths(monkeypatch):
 def test_size_rule_picks_the_explicit_map_up_to_the_documented_bytes(monkeypatch, dv):
     from visattn.ops import attention
 
-    assert attention.EXPLICIT_MAX_BYTES == 16 * 2**20  # as documented in the module and the notes
+    assert attention.EXPLICIT_MAX_BYTES == 64 * 2**20  # as documented in the module and the notes
     taken = _paths(monkeypatch)
-    # B = 1, N = M = 2048: 2048 * 2048 * 4 bytes = 16 MiB exactly (float32 energies): written out
-    q, k, v = torch.randn(1, 2048, 8), torch.randn(1, 2048, 8), torch.randn(1, 2048, dv)
-    assert attention.explicit_map_bytes(q, k) == 16 * 2**20
+    # B = 1, N = M = 4096 (64 x 64): 4096 * 4096 * 4 bytes = 64 MiB exactly (float32 energies): written out
+    q, k, v = torch.randn(1, 4096, 8), torch.randn(1, 4096, 8), torch.randn(1, 4096, dv)
+    assert attention.explicit_map_bytes(q, k) == 64 * 2**20
     small = softmax_attention(q, k, v, scale=1.0)
     assert taken == ["plain"]
     # one more key: over the threshold, the lean kernel
     taken.clear()
-    k2, v2 = torch.randn(1, 2049, 8), torch.randn(1, 2049, dv)
+    k2, v2 = torch.randn(1, 4097, 8), torch.randn(1, 4097, dv)
     softmax_attention(q, k2, v2, scale=1.0)
     assert taken == (["sdpa"] if dv == 8 else ["blocked"])
-    # the batch (and heads) count: two maps of 8 MiB + 1 row are over it
+    # the batch (and heads) count: two maps of 32 MiB + one column are over it
     taken.clear()
-    softmax_attention(torch.randn(2, 1024, 8), torch.randn(2, 2049, 8), torch.randn(2, 2049, dv), scale=1.0)
+    softmax_attention(torch.randn(2, 2048, 8), torch.randn(2, 4097, 8), torch.randn(2, 4097, dv), scale=1.0)
     assert taken == (["sdpa"] if dv == 8 else ["blocked"])
     # float64 energies take twice the bytes
-    assert attention.explicit_map_bytes(q.double(), k.double()) == 32 * 2**20
+    assert attention.explicit_map_bytes(q.double(), k.double()) == 128 * 2**20
     torch.testing.assert_close(small, plain_attention(q, k, v, scale=1.0))
 
 

@@ -6,10 +6,11 @@ energies (and, for the backward, the softmax and its gradient) whole: at 96 x 96
 340 MiB each in float32. The functions here give the same result without that map:
 
 - :func:`softmax_attention` is the entry point the modules call. Where the explicit map is small (at most
-  :data:`EXPLICIT_MAX_BYTES`, 16 MiB: 48 x 48 at batch 1 is just above it), it writes the map out
-  (:func:`plain_attention`): there the lean kernels cost more time than they save (measured 1.05-1.16x the
-  explicit formulation's time at 32 x 32, C = 512, one thread) and the map is no memory burden. Above the
-  threshold, with equal query and value widths it is
+  :data:`EXPLICIT_MAX_BYTES`, 64 MiB: 64 x 64 at batch 1), it writes the map out (:func:`plain_attention`):
+  there the lean kernels cost as much time as they save or more (``benchmarks/results/context-sizes-cpu.md``,
+  C = 512, one thread: 0.99-1.18x the plain formulation's time at 32 x 32 and 48 x 48; at 64 x 64 0.78-0.93x,
+  within the shared machine's noise, so 64 x 64 stays explicit) and the map is no memory burden. Above the
+  threshold (96 x 96: 0.06-0.10x the memory, ``context-cpu.md``), with equal query and value widths it is
   :func:`torch.nn.functional.scaled_dot_product_attention` (fused, memory-lean on CPU and GPU). With
   unequal widths (DANet's PAM: Q, K at C/8, V at C) SDPA has no fused path on CPU (it falls back to its
   math path, which builds the map, and is slower: measured in ``benchmarks/context.py``), so it is
@@ -39,7 +40,7 @@ __all__ = ["softmax_attention", "blocked_attention", "plain_attention", "attenti
            "explicit_map_bytes", "EXPLICIT_MAX_BYTES"]
 
 #: :func:`softmax_attention` writes the map out (:func:`plain_attention`) when it takes at most this many bytes.
-EXPLICIT_MAX_BYTES = 16 << 20
+EXPLICIT_MAX_BYTES = 64 << 20
 
 #: Elements of one ``(batch, block, N)`` energy tile in :func:`blocked_attention` (8 MiB in float32).
 _TILE_ELEMENTS = 1 << 21
