@@ -519,6 +519,8 @@ def main(argv=None):
     parser.add_argument("--lean", action="store_true", help="also time visattn with the lean kernel forced")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     parser.add_argument("--remark", default="", help="a line for the Markdown file (e.g. the machine's load)")
+    parser.add_argument("--stem", default="", help="output name before -<device> (default: context, or "
+                        "context-sizes with --sizes)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -531,7 +533,7 @@ def main(argv=None):
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "context-sizes" if sizes else "context"
+    stem = args.stem or ("context-sizes" if sizes else "context")
     for device in devices:
         rows = measure(device, args.rounds, args.warmup, names, memory=not args.no_memory, sizes=sizes,
                        lean=args.lean)

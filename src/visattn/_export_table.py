@@ -15,6 +15,7 @@ hide an attention branch that exports wrongly.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,11 +101,13 @@ def _dynamic_shapes(key: str, module: torch.nn.Module):
 def _first_line(err: BaseException) -> str:
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     text = f"{type(err).__name__}: {lines[0] if lines else ''}"
+    text = re.sub(r"0x[0-9a-fA-F]+", "0x...", text)  # object addresses change from run to run
     return text[:160].replace("|", "/")
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a, b, atol=ATOL, rtol=RTOL))
+    """Same shape and max |a - b| <= ATOL + RTOL * max |b| (float32 rounding grows with the output's scale)."""
+    return a.shape == b.shape and bool((a - b).abs().max() <= ATOL + RTOL * b.abs().max())
 
 
 def _check_compile(key: str, module, inputs, backend: str) -> CheckResult:
