@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-all lint docs bench-results clean
+.PHONY: demo test test-all lint docs bench-results clean gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(VENV)/.dev
 
 test-all: $(VENV)/.dev
 	$(PY) -m pytest -q -m ''
+
+# GPU tests and benchmarks in one command (about 5-8 minutes); without CUDA it says so and exits 0
+gpu-check: $(VENV)/.dev
+	$(PY) benchmarks/gpu_check.py
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests

@@ -2,13 +2,15 @@
 
 Run by hand (not part of the tests):
 
-    OMP_NUM_THREADS=2 python benchmarks/context.py [--device cpu|cuda|all] [--repeats N] [--warmup N] [--only a,b]
+    OMP_NUM_THREADS=1 python benchmarks/context.py [--device cpu|cuda|all] [--rounds N] [--warmup N] [--only a,b]
+        [--sizes 32,48,64 --lean]  # the size sweep: visattn as shipped, with the lean kernel forced, and plain
 
 Each entry of :data:`CASES` pairs a visattn module (``subject``, default settings, ``memory_efficient=True``)
 with a plain formulation written in this file (``baseline``), which uses the subject's own parameters and
 writes the ``HW x HW`` attention map out, as the official code does:
 
-- ``nonlocal`` at 96 x 96: embedded Gaussian, C/2 = 256 inner channels; visattn uses fused SDPA.
+- ``nonlocal`` at 96 x 96: embedded Gaussian, C/2 = 256 inner channels; visattn uses fused SDPA. The plain
+  formulation is the common one (mmcv's ``NonLocal2d``, the popular port): ``softmax(theta_x @ phi_x) @ g_x``.
 - ``pam`` at 96 x 96: Q, K at C/8 = 64, V at C = 512; visattn uses the query-blocked exact kernel with a
   recomputing backward (``visattn.ops.blocked_attention``).
 - ``pam_sdpa`` at 96 x 96: the same PAM through ``F.scaled_dot_product_attention(q, k, v, scale=1)`` with the
@@ -20,7 +22,8 @@ writes the ``HW x HW`` attention map out, as the official code does:
 
 Targets (``nonlocal``, ``pam``): peak memory <= 0.15x and time <= 1.0x the plain formulation.
 
-Times: median, p10 and p90 of ``--repeats`` runs after ``--warmup`` runs; forward in eval mode under
+Times: median, p10 and p90 over ``--rounds`` interleaved rounds (every contender once per round, in an order
+that rotates, so that all see the same load) after ``--warmup`` runs; forward in eval mode under
 ``torch.inference_mode``; forward + backward in train mode, gradients to the parameters and the input.
 Peak memory: on CUDA, ``max_memory_allocated`` during one step beyond what was allocated before it. On the
 CPU, the growth of the resident set during one step after a warm-up step, in a fresh child process: glibc's
@@ -28,7 +31,10 @@ mmap threshold is pinned at 64 KiB (so freed buffers leave the resident set), ``
 step and the high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` (where that file cannot be
 written, the child measures ``ru_maxrss`` growth over the first step instead, without a warm-up).
 
-Writes ``benchmarks/results/context-<device>.json`` and ``.md``.
+The CPU timings run with glibc's allocator pinned (``visattn.bench.allocator``: freed temporaries are reused,
+not faulted in afresh each call); the files record the allocator.
+
+Writes ``benchmarks/results/context-<device>.json`` and ``.md`` (``context-sizes-<device>`` with ``--sizes``).
 
 On a shared machine whose cores are oversubscribed, measure with ``OMP_NUM_THREADS=1``: SDPA's fused CPU
 backward synchronises its threads often and was measured 10-40x slower with 2 threads on 2 busy cores
@@ -61,10 +67,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visattn.bench.allocator import allocator_state, pin_allocator
 from visattn.modules.danet import PositionAttention
 from visattn.modules.mhsa import MultiHeadSelfAttention
 from visattn.modules.nonlocal_block import NonLocalBlock
 from visattn.modules.ocnet import ObjectContext
+from visattn.ops import attention
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH, CHANNELS = 1, 512
@@ -74,7 +82,12 @@ BATCH, CHANNELS = 1, 512
 
 
 class PlainNonLocal(nn.Module):
-    """Embedded-Gaussian non-local block with the explicit softmax(theta^T phi) map (the subject's weights)."""
+    """Embedded-Gaussian non-local block as users write it (the subject's weights).
+
+    The common PyTorch formulation (the popular port of the official code, mmcv's ``NonLocal2d``): tokens
+    ``theta_x (B, N, Ci)``, ``phi_x (B, Ci, N)``, ``g_x (B, N, Ci)``; ``f = softmax(theta_x @ phi_x)``;
+    ``y = f @ g_x``. The map is used as it is made (no transposed copy of it in the backward).
+    """
 
     def __init__(self, ref: NonLocalBlock):
         super().__init__()
@@ -82,11 +95,11 @@ class PlainNonLocal(nn.Module):
 
     def forward(self, x):
         r, (b, _, h, w) = self.ref, x.shape
-        theta = r.theta(x).flatten(2)  # [B, Ci, N]
-        phi = r.phi(r.pool(x)).flatten(2)
-        g = r.g(r.pool(x)).flatten(2)
-        f = torch.softmax(torch.bmm(theta.transpose(1, 2), phi), dim=-1)  # [B, N, N]
-        y = torch.bmm(g, f.transpose(1, 2)).reshape(b, -1, h, w)
+        theta_x = r.theta(x).flatten(2).permute(0, 2, 1)  # [B, N, Ci]
+        phi_x = r.phi(r.pool(x)).flatten(2)  # [B, Ci, N]
+        g_x = r.g(r.pool(x)).flatten(2).permute(0, 2, 1)  # [B, N, Ci]
+        f = torch.softmax(torch.matmul(theta_x, phi_x), dim=-1)  # [B, N, N]
+        y = torch.matmul(f, g_x).permute(0, 2, 1).reshape(b, -1, h, w)
         return r.norm(r.w_z(y)) + x
 
 
@@ -156,6 +169,22 @@ class PlainMHSA(nn.Module):
         return r.out_proj(out).transpose(1, 2).reshape(b, c, h, w)
 
 
+class ForcedLean(nn.Module):
+    """The subject with ``softmax_attention``'s size rule off: the lean kernel at every size (for comparison)."""
+
+    def __init__(self, ref: nn.Module):
+        super().__init__()
+        self.ref = ref
+
+    def forward(self, x):
+        saved = attention.EXPLICIT_MAX_BYTES
+        attention.EXPLICIT_MAX_BYTES = -1
+        try:
+            return self.ref(x)
+        finally:
+            attention.EXPLICIT_MAX_BYTES = saved
+
+
 def _with_residual_scale(m: nn.Module) -> nn.Module:
     """Non-zero learnable residual scales / last layers, so the attention path matters in the backward."""
     with torch.no_grad():
@@ -210,17 +239,30 @@ def _randn(*shape, device, seed):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
-def build(name: str, impl: str, device: str) -> tuple[nn.Module, list[torch.Tensor]]:
-    """(module, inputs) for one measurement: the same weights and values for subject and baseline."""
+IMPL_LABELS = {"subject": "visattn", "lean": "visattn, lean forced", "baseline": None}  # baseline: the case's label
+
+
+def build(name: str, impl: str, device: str, size: tuple[int, int] | None = None):
+    """(module, inputs) for one measurement: the same weights and values for every contender.
+
+    ``impl``: ``subject`` (visattn as shipped: the explicit map up to ``EXPLICIT_MAX_BYTES``, lean kernels
+    above), ``lean`` (visattn with the lean kernel at every size) or ``baseline`` (the plain formulation).
+    """
     case = _case(name)
+    size = tuple(size or case.size)
     torch.manual_seed(0)
     subject = case.subject(CHANNELS)
-    module = subject if impl == "subject" else case.baseline(subject)
-    return module.to(device), [_randn(BATCH, CHANNELS, *case.size, device=device, seed=1)]
+    module = {"subject": lambda: subject, "lean": lambda: ForcedLean(subject),
+              "baseline": lambda: case.baseline(subject)}[impl]()
+    return module.to(device), [_randn(BATCH, CHANNELS, *size, device=device, seed=1)]
 
 
 def steps(module: nn.Module, inputs: list[torch.Tensor]):
-    """forward (eval, inference mode) and forward + backward (train, gradients to parameters and input)."""
+    """forward (eval, inference mode) and forward + backward (train; gradients to the parameters and the input).
+
+    The input is a leaf that requires grad, as a feature map inside a network: the backward computes the
+    input gradient too (what a training step keeps and computes).
+    """
     leaves = [t.detach().requires_grad_() for t in inputs]
     params = list(module.parameters())
     upstream = []
@@ -257,18 +299,30 @@ def _quantile(samples, q):
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def timings(run, device, repeats, warmup):
-    for _ in range(warmup):
-        run()
-    _sync(device)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        _sync(device)
-        samples.append(time.perf_counter() - start)
+def _summary(samples):
     return {"median_s": statistics.median(samples), "p10_s": _quantile(samples, 0.1),
             "p90_s": _quantile(samples, 0.9), "samples_s": samples}
+
+
+def interleaved_timings(runs: dict, device: str, rounds: int, warmup: int) -> dict:
+    """Time every contender once per round, in an order that rotates each round, so that all of them see
+    the same machine load; returns contender -> median / p10 / p90 over the rounds."""
+    names = list(runs)
+    for _ in range(warmup):
+        for name in names:
+            runs[name]()
+    _sync(device)
+    samples = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        if r % 2:
+            order.reverse()
+        for name in order:
+            start = time.perf_counter()
+            runs[name]()
+            _sync(device)
+            samples[name].append(time.perf_counter() - start)
+    return {name: _summary(s) for name, s in samples.items()}
 
 
 def _status_bytes(field):
@@ -287,7 +341,7 @@ def _memory_child(request):
     """In a fresh process: resident-set growth during one step (see the module docstring)."""
     torch.set_num_threads(int(request["threads"]))
     torch.set_flush_denormal(True)
-    module, inputs = build(request["case"], request["impl"], "cpu")
+    module, inputs = build(request["case"], request["impl"], "cpu", tuple(request["size"]))
     forward, forward_backward = steps(module, inputs)
     run = forward if request["step"] == "forward" else forward_backward
     try:
@@ -306,9 +360,11 @@ def _memory_child(request):
     print(json.dumps({"peak": max(0, peak), "method": method}))
 
 
-def cpu_peak(name, impl, step):
-    request = {"case": name, "impl": impl, "step": step, "threads": torch.get_num_threads()}
+def cpu_peak(name, impl, step, size):
+    request = {"case": name, "impl": impl, "step": step, "threads": torch.get_num_threads(), "size": list(size)}
+    # memory, unlike timing, wants freed buffers to leave the resident set: a low mmap threshold in the child
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
     proc = subprocess.run([sys.executable, __file__, "--memory-child", json.dumps(request)], env=env,
                           capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
@@ -329,55 +385,66 @@ def cuda_peak(run):
     return max(0, torch.cuda.max_memory_allocated() - base)
 
 
-def max_abs_diff(name, device):
+def max_abs_diff(name, device, size):
     """Max |subject - baseline| of the forward outputs on the shared inputs (float32)."""
     outs = []
     for impl in ("subject", "baseline"):
-        module, inputs = build(name, impl, device)
+        module, inputs = build(name, impl, device, size)
         outs.append(steps(module, inputs)[0]().float())
     return (outs[0] - outs[1]).abs().max().item()
 
 
-def measure(device, repeats, warmup, names, memory=True):
+def measure(device, rounds, warmup, names, memory=True, sizes=None, lean=False):
+    """Every case (at its size, or at each of ``sizes``): all contenders interleaved, then peak memory."""
     rows = []
     for case in CASES:
         if names and case.name not in names:
             continue
-        entry = {"case": case.name, "size": list(case.size), "note": case.note, "subject_label": case.subject_label,
-                 "baseline_label": case.baseline_label, "target_time": case.target_time,
-                 "target_memory": case.target_memory, "max_abs_diff": max_abs_diff(case.name, device)}
-        for impl in ("subject", "baseline"):
-            module, inputs = build(case.name, impl, device)
-            forward, forward_backward = steps(module, inputs)
-            for step, run in (("forward", forward), ("forward_backward", forward_backward)):
-                result = timings(run, device, repeats, warmup)
-                if not memory:
-                    result["peak_bytes"], result["peak_method"] = None, None
-                elif device == "cuda":
-                    result["peak_bytes"], result["peak_method"] = cuda_peak(run), "max_memory_allocated"
-                else:
-                    result["peak_bytes"], result["peak_method"] = cpu_peak(case.name, impl, step)
-                entry.setdefault(impl, {})[step] = result
-                peak = result["peak_bytes"]
-                label = case.subject_label if impl == "subject" else case.baseline_label
-                print(f"{device} {case.name:9s} {label:13s} {step:16s} {result['median_s'] * 1e3:9.1f} ms "
-                      f"(p10 {result['p10_s'] * 1e3:.1f}, p90 {result['p90_s'] * 1e3:.1f})  peak "
-                      f"{'-' if peak is None else f'{peak / 2**20:8.1f} MiB'}", flush=True)
-            del module, inputs, forward, forward_backward
+        impls = ["subject", "baseline"] + (["lean"] if lean and case.target_time is not None else [])
+        for size in sizes or [case.size]:
+            entry = {"case": case.name, "size": list(size), "note": case.note, "subject_label": case.subject_label,
+                     "baseline_label": case.baseline_label, "target_time": case.target_time,
+                     "target_memory": case.target_memory, "max_abs_diff": max_abs_diff(case.name, device, size),
+                     "explicit_map_bytes": BATCH * (size[0] * size[1]) ** 2 * 4,
+                     "explicit_max_bytes": attention.EXPLICIT_MAX_BYTES}
+            built = {impl: build(case.name, impl, device, size) for impl in impls}
+            stepped = {impl: steps(*built[impl]) for impl in impls}
+            for i, step in enumerate(("forward", "forward_backward")):
+                timed = interleaved_timings({impl: stepped[impl][i] for impl in impls}, device, rounds, warmup)
+                for impl in impls:
+                    result = timed[impl]
+                    if not memory:
+                        result["peak_bytes"], result["peak_method"] = None, None
+                    elif device == "cuda":
+                        result["peak_bytes"] = cuda_peak(stepped[impl][i])
+                        result["peak_method"] = "max_memory_allocated"
+                    else:
+                        result["peak_bytes"], result["peak_method"] = cpu_peak(case.name, impl, step, size)
+                    entry.setdefault(impl, {})[step] = result
+                    peak = result["peak_bytes"]
+                    label = IMPL_LABELS[impl] or case.baseline_label
+                    print(f"{device} {case.name:9s} {size[0]}x{size[1]} {label:21s} {step:16s} "
+                          f"{result['median_s'] * 1e3:9.1f} ms (p10 {result['p10_s'] * 1e3:.1f}, "
+                          f"p90 {result['p90_s'] * 1e3:.1f})  peak "
+                          f"{'-' if peak is None else f'{peak / 2**20:8.1f} MiB'}", flush=True)
+            del built, stepped
             gc.collect()
-        for step in ("forward", "forward_backward"):
-            ours, base = entry["subject"][step], entry["baseline"][step]
-            entry.setdefault("time_ratio", {})[step] = ours["median_s"] / base["median_s"]
-            if ours["peak_bytes"] is not None and base["peak_bytes"]:
-                entry.setdefault("memory_ratio", {})[step] = ours["peak_bytes"] / base["peak_bytes"]
-        rows.append(entry)
+            for impl in [i for i in impls if i != "baseline"]:
+                suffix = "" if impl == "subject" else f"_{impl}"
+                for step in ("forward", "forward_backward"):
+                    ours, base = entry[impl][step], entry["baseline"][step]
+                    entry.setdefault(f"time_ratio{suffix}", {})[step] = ours["median_s"] / base["median_s"]
+                    if ours["peak_bytes"] is not None and base["peak_bytes"]:
+                        entry.setdefault(f"memory_ratio{suffix}", {})[step] = ours["peak_bytes"] / base["peak_bytes"]
+            rows.append(entry)
     return rows
 
 
 def environment(device):
     env = {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "machine": platform.machine(), "batch": BATCH, "channels": CHANNELS, "dtype": "float32"}
+           "machine": platform.machine(), "batch": BATCH, "channels": CHANNELS, "dtype": "float32",
+           "allocator": allocator_state() if device == "cpu" else "CUDA caching allocator"}
     try:
         with open("/proc/cpuinfo") as f:
             env["cpu"] = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
@@ -389,7 +456,7 @@ def environment(device):
     return env
 
 
-def markdown(device, env, rows, repeats, warmup):
+def markdown(device, env, rows, rounds, warmup, remark=""):
     def mib(b):
         return "-" if b is None else f"{b / 2**20:.0f}"
 
@@ -398,53 +465,85 @@ def markdown(device, env, rows, repeats, warmup):
 
     lines = [f"# Context modules against their plain formulations ({device})", "",
              f"torch {env['torch']}, {env['threads']} threads, {env.get('gpu', env.get('cpu', ''))}; B = {BATCH}, "
-             f"C = {CHANNELS}, float32; times in ms: median (p10-p90) of {repeats} runs after {warmup} warm-up; "
-             f"load average at the end {tuple(round(x, 1) for x in env.get('load_average', ()))}.", "",
+             f"C = {CHANNELS}, float32; times in ms: median (p10-p90) over {rounds} interleaved rounds after "
+             f"{warmup} warm-up; allocator: {env['allocator']}; load average at the end "
+             f"{tuple(round(x, 1) for x in env.get('load_average', ()))}.", "",
              "Ratio = visattn / baseline (below 1: visattn is faster / smaller). Generated by "
-             "`benchmarks/context.py`.", "",
-             "| case | size | step | visattn ms | baseline | baseline ms | time ratio | visattn MiB | baseline MiB | "
-             "memory ratio | targets (time, memory) |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
+             "`benchmarks/context.py`. visattn writes the attention map out when it takes at most "
+             f"{attention.EXPLICIT_MAX_BYTES >> 20} MiB (`EXPLICIT_MAX_BYTES`) and uses its lean kernels above; "
+             "\"lean forced\" rows use the lean kernel at every size.", ""]
+    if remark:
+        lines += [remark, ""]
+    lines += ["| case | size | map MiB | contender | step | ms | baseline | baseline ms | time ratio | MiB | "
+              "baseline MiB | memory ratio | targets (time, memory) |",
+              "|---|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
     for e in rows:
-        for step in ("forward", "forward_backward"):
-            ours, theirs = e["subject"][step], e["baseline"][step]
-            mem = e.get("memory_ratio", {}).get(step)
-            targets = "-" if e["target_time"] is None else f"<= {e['target_time']}, <= {e['target_memory']}"
-            lines.append(
-                f"| {e['case']} | {e['size'][0]}x{e['size'][1]} | {step.replace('_', '+')} | {ms(ours)} | "
-                f"{e['baseline_label']} | {ms(theirs)} | {e['time_ratio'][step]:.2f} | {mib(ours['peak_bytes'])} | "
-                f"{mib(theirs['peak_bytes'])} | {'-' if mem is None else f'{mem:.2f}'} | {targets} |")
+        for impl in ("subject", "lean"):
+            if impl not in e:
+                continue
+            suffix = "" if impl == "subject" else f"_{impl}"
+            for step in ("forward", "forward_backward"):
+                ours, theirs = e[impl][step], e["baseline"][step]
+                mem = e.get(f"memory_ratio{suffix}", {}).get(step)
+                targets = ("-" if e["target_time"] is None or impl != "subject"
+                           else f"<= {e['target_time']}, <= {e['target_memory']} (memory: 96x96 and above)")
+                lines.append(
+                    f"| {e['case']} | {e['size'][0]}x{e['size'][1]} | {e['explicit_map_bytes'] / 2**20:.0f} | "
+                    f"{IMPL_LABELS[impl]} | {step.replace('_', '+')} | {ms(ours)} | {e['baseline_label']} | "
+                    f"{ms(theirs)} | {e[f'time_ratio{suffix}'][step]:.2f} | {mib(ours['peak_bytes'])} | "
+                    f"{mib(theirs['peak_bytes'])} | {'-' if mem is None else f'{mem:.2f}'} | {targets} |")
     lines += ["", "Max |visattn - baseline| of the forward outputs: "
-              + ", ".join(f"{e['case']} {e['max_abs_diff']:.1e}" for e in rows) + ".", ""]
-    lines += [f"- {e['case']}: {e['note']}" for e in rows]
+              + ", ".join(f"{e['case']} {e['size'][0]}x{e['size'][1]} {e['max_abs_diff']:.1e}" for e in rows) + ".",
+              ""]
+    lines += [f"- {e['case']}: {e['note']}" for e in {e['case']: e for e in rows}.values()]
     return "\n".join(lines) + "\n"
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    out = []
+    for item in text.split(","):
+        h, _, w = item.strip().partition("x")
+        out.append((int(h), int(w or h)))
+    return out
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", "--repeats", type=int, default=10, dest="rounds",
+                        help="interleaved timing rounds (each contender once per round)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--only", default="", help="comma-separated case names (default: all)")
+    parser.add_argument("--sizes", default="", help="e.g. 32,48,64: run the cases at these sizes (writes "
+                        "context-sizes-<device>) instead of their own")
+    parser.add_argument("--lean", action="store_true", help="also time visattn with the lean kernel forced")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    parser.add_argument("--remark", default="", help="a line for the Markdown file (e.g. the machine's load)")
+    parser.add_argument("--stem", default="", help="output name before -<device> (default: context, or "
+                        "context-sizes with --sizes)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         _memory_child(json.loads(args.memory_child))
         return
     torch.set_flush_denormal(True)
+    pin_allocator()
     names = [n for n in args.only.split(",") if n]
+    sizes = _sizes(args.sizes) if args.sizes else None
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = args.stem or ("context-sizes" if sizes else "context")
     for device in devices:
-        rows = measure(device, args.repeats, args.warmup, names, memory=not args.no_memory)
+        rows = measure(device, args.rounds, args.warmup, names, memory=not args.no_memory, sizes=sizes,
+                       lean=args.lean)
         env = environment(device)
-        payload = {"benchmark": "context", "device": device, "environment": env, "repeats": args.repeats,
-                   "warmup": args.warmup, "results": rows}
-        (RESULTS / f"context-{device}.json").write_text(json.dumps(payload, indent=1) + "\n")
-        (RESULTS / f"context-{device}.md").write_text(markdown(device, env, rows, args.repeats, args.warmup))
-        print(f"wrote {RESULTS / f'context-{device}.json'} and .md")
+        payload = {"benchmark": "context", "device": device, "environment": env, "rounds": args.rounds,
+                   "warmup": args.warmup, "remark": args.remark, "results": rows}
+        (RESULTS / f"{stem}-{device}.json").write_text(json.dumps(payload, indent=1) + "\n")
+        (RESULTS / f"{stem}-{device}.md").write_text(markdown(device, env, rows, args.rounds, args.warmup,
+                                                              args.remark))
+        print(f"wrote {RESULTS / f'{stem}-{device}.json'} and .md")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ Run by hand (not part of the tests):
 
 Cases (B = 1, C = 512, float32):
 
-- ``cc`` at 128 x 128: ``visattn.ops.criss_cross`` (channels-last batched matmuls) against the ``einsum``
-  formulation written below (NCHW ``einsum`` for the column / row energies and the aggregation). Two levels:
+- ``cc`` at 128 x 128 (``--cc-size``): ``visattn.ops.criss_cross`` (channels-last batched matmuls) against
+  mmcv's pure-PyTorch formulation (``mmcv_criss_cross`` below: NCHW ``einsum`` for the column / row energies,
+  a dense -inf diagonal, ``einsum`` aggregation), which is what users of the official code run. Two levels:
   the attention op alone (q, k, v given, each in its formulation's natural layout) and the whole module
   (``CrissCrossAttention``, recurrence 2, against a module with the same weights whose attention is the
-  einsum one). Target: time <= 0.8x the einsum formulation.
+  mmcv one). Target: time <= 0.8x the mmcv formulation.
 - ``psa`` at 64 x 64 (mode ``both``, C' = C / 4 = 128, shrink 1): ``visattn.ops.psa`` (one ``as_strided``
   gather of the channels-last mask) against a scatter formulation written below (the official ``psa_mask``
   done with precomputed index tensors: gather the window entries, scatter them into a zero buffer). Op
@@ -49,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visattn.bench.allocator import allocator_state, pin_allocator
 from visattn.modules.criss_cross import CrissCrossAttention
 from visattn.modules.psanet import PointwiseSpatialAttention
 from visattn.ops.criss_cross import criss_cross_attention
@@ -58,26 +60,30 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BATCH, CHANNELS = 1, 512
 CC_SIZE, PSA_SIZE = (128, 128), (64, 64)
 TARGETS = {"cc": 0.8, "psa": 0.9}
-BASELINE = {"cc": "einsum", "psa": "scatter"}
+BASELINE = {"cc": "mmcv", "psa": "scatter"}
 
 
 # ------------------------------------------------------------------ the formulations compared against
 
 
-def einsum_criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Criss-cross attention in NCHW with einsum: q, k (B, C', H, W), v (B, C, H, W) -> (B, C, H, W)."""
+def mmcv_criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Criss-cross attention as mmcv's pure-PyTorch ``CrissCrossAttention`` computes it (what users run).
+
+    The column energies come out as (B, W, H, H') and are transposed to (B, H, W, H') (a strided view), a
+    dense (H, H') -inf diagonal is added (not a boolean mask), one softmax over the concatenated H' + W' keys,
+    and two einsums aggregate V: q, k (B, C', H, W), v (B, C, H, W) -> (B, C, H, W).
+    """
     h = q.shape[2]
-    e_col = torch.einsum("bchw,bcgw->bhwg", q, k)  # [B, H, W, H]
-    self_pos = torch.eye(h, dtype=torch.bool, device=q.device)[:, None, :]  # [H, 1, H]: g == h
-    e_col = e_col.masked_fill(self_pos, float("-inf"))
-    e_row = torch.einsum("bchw,bchg->bhwg", q, k)  # [B, H, W, W]
-    attn = torch.softmax(torch.cat((e_col, e_row), dim=-1).float(), dim=-1).to(v.dtype)
-    return (torch.einsum("bhwg,bcgw->bchw", attn[..., :h], v)
-            + torch.einsum("bhwg,bchg->bchw", attn[..., h:], v))
+    neg_inf_diag = torch.diag(torch.full((h,), float("-inf"), device=q.device, dtype=q.dtype))  # [H, H']
+    energy_col = (torch.einsum("bchw,bciw->bwhi", q, k) + neg_inf_diag).transpose(1, 2)  # [B, H, W, H']
+    energy_row = torch.einsum("bchw,bchj->bhwj", q, k)  # [B, H, W, W']
+    attn = torch.softmax(torch.cat((energy_col, energy_row), dim=-1), dim=-1)
+    out = torch.einsum("bciw,bhwi->bchw", v, attn[..., :h])
+    return out + torch.einsum("bchj,bhwj->bchw", v, attn[..., h:])
 
 
-class EinsumCrissCross(nn.Module):
-    """``CrissCrossAttention`` with the einsum attention (same parameters, loads its state dict)."""
+class MmcvCrissCross(nn.Module):
+    """``CrissCrossAttention`` (same parameters) with mmcv's attention formulation, applied ``recurrence`` times."""
 
     def __init__(self, ref: CrissCrossAttention):
         super().__init__()
@@ -86,7 +92,7 @@ class EinsumCrissCross(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for _ in range(self.recurrence):
-            x = x + self.gamma * einsum_criss_cross(self.query_conv(x), self.key_conv(x), self.value_conv(x))
+            x = self.gamma * mmcv_criss_cross(self.query_conv(x), self.key_conv(x), self.value_conv(x)) + x
         return x
 
 
@@ -165,11 +171,11 @@ def build(case: str, level: str, impl: str, device: str):
             if impl == "visattn":
                 cl = [t.permute(0, 2, 3, 1).contiguous() for t in (q, k, v)]  # as the module makes them
                 return (lambda q, k, v: criss_cross_attention(q, k, v)[0].permute(0, 3, 1, 2)), cl  # a view
-            return einsum_criss_cross, [q, k, v]
+            return mmcv_criss_cross, [q, k, v]
         m = CrissCrossAttention(CHANNELS)
         with torch.no_grad():
             m.gamma.fill_(0.5)
-        m = m if impl == "visattn" else EinsumCrissCross(m)
+        m = m if impl == "visattn" else MmcvCrissCross(m)
         return m.to(device), [_randn(BATCH, CHANNELS, h, w, device=device, seed=4)]
     h, w = PSA_SIZE
     if level == "op":
@@ -222,6 +228,13 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _quantile(samples, q):
+    s = sorted(samples)
+    pos = q * (len(s) - 1)
+    lo, hi = int(pos), min(int(pos) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
 def timed(run, device):
     start = time.perf_counter()
     run()
@@ -244,6 +257,8 @@ def _trim():
 def _memory_child(request):
     """In a fresh process: RSS growth of one step after a warm-up step."""
     torch.set_num_threads(int(request["threads"]))
+    global CC_SIZE, PSA_SIZE
+    CC_SIZE, PSA_SIZE = tuple(request["cc_size"]), tuple(request["psa_size"])
     fn, inputs = build(request["case"], request["level"], request["impl"], "cpu")
     forward, forward_backward = steps(fn, inputs)
     run = forward if request["step"] == "forward" else forward_backward
@@ -260,8 +275,10 @@ def _memory_child(request):
 
 
 def cpu_peak(case, level, impl, step):
-    request = {"case": case, "level": level, "impl": impl, "step": step, "threads": torch.get_num_threads()}
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    request = {"case": case, "level": level, "impl": impl, "step": step, "threads": torch.get_num_threads(),
+               "cc_size": list(CC_SIZE), "psa_size": list(PSA_SIZE)}
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # memory wants freed buffers to leave the RSS
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
     proc = subprocess.run([sys.executable, __file__, "--memory-child", json.dumps(request)], env=env,
                           capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
@@ -314,14 +331,15 @@ def measure(device, repeats, warmup, memory=True):
                         samples[impl].append(timed(runs[impl], device))
                 for impl in runs:
                     med = statistics.median(samples[impl])
+                    p10, p90 = _quantile(samples[impl], 0.1), _quantile(samples[impl], 0.9)
                     if not memory:
                         peak = None
                     elif device == "cuda":
                         peak = cuda_peak(runs[impl])
                     else:
                         peak = cpu_peak(case, level, impl, step)
-                    entry.setdefault(impl, {})[step] = {"median_s": med, "samples_s": samples[impl],
-                                                        "peak_bytes": peak}
+                    entry.setdefault(impl, {})[step] = {"median_s": med, "p10_s": p10, "p90_s": p90,
+                                                        "samples_s": samples[impl], "peak_bytes": peak}
                     print(f"{device} {case:3s} {level:6s} {impl:8s} {step:16s} {med * 1e3:9.1f} ms  "
                           f"peak {'-' if peak is None else f'{peak / 2**20:8.1f} MiB'}", flush=True)
                 ours, theirs = entry["visattn"][step], entry[base][step]
@@ -337,7 +355,8 @@ def measure(device, repeats, warmup, memory=True):
 def environment(device):
     env = {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "machine": platform.machine(), "batch": BATCH, "channels": CHANNELS, "dtype": "float32"}
+           "machine": platform.machine(), "batch": BATCH, "channels": CHANNELS, "dtype": "float32",
+           "allocator": allocator_state() if device == "cpu" else "CUDA caching allocator"}
     try:
         with open("/proc/cpuinfo") as f:
             env["cpu"] = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
@@ -349,13 +368,19 @@ def environment(device):
     return env
 
 
-def markdown(device, env, rows, repeats, warmup):
+def markdown(device, env, rows, repeats, warmup, remark=""):
     lines = [f"# Criss-cross attention and PSA kernels ({device})", "",
              f"torch {env['torch']}, {env['threads']} threads, {env.get('gpu', env.get('cpu', ''))}; B = {BATCH}, "
-             f"C = {CHANNELS}, float32; median of {repeats} runs after {warmup} warm-up; load average at the "
-             f"end {tuple(round(x, 1) for x in env.get('load_average', ()))}.", "",
+             f"C = {CHANNELS}, float32; times in ms: median (p10-p90) of {repeats} interleaved runs after {warmup} "
+             f"warm-up; allocator: {env['allocator']}; load average at the end "
+             f"{tuple(round(x, 1) for x in env.get('load_average', ()))}.", "",
              "Ratio = visattn / baseline (below 1: visattn is faster / smaller). Generated by "
-             "`benchmarks/context_cc_psa.py`.", "",
+             "`benchmarks/context_cc_psa.py`. Baselines: `mmcv` is mmcv's pure-PyTorch CrissCrossAttention "
+             "formulation (einsums, a dense -inf diagonal), `scatter` the official psa_mask re-indexing done with "
+             "index tensors.", ""]
+    if remark:
+        lines += [remark, ""]
+    lines += [
              "| case | level | size | step | visattn ms | baseline | baseline ms | time ratio | target | "
              "visattn MiB | baseline MiB | memory ratio |",
              "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
@@ -370,7 +395,7 @@ def markdown(device, env, rows, repeats, warmup):
 
             lines.append(
                 f"| {e['case']} | {e['level']} | {e['size'][0]}x{e['size'][1]} | {step.replace('_', '+')} | "
-                f"{ours['median_s'] * 1e3:.1f} | {base} | {theirs['median_s'] * 1e3:.1f} | "
+                f"{_ms(ours)} | {base} | {_ms(theirs)} | "
                 f"{e['time_ratio'][step]:.2f} | <= {e['target_ratio']} | {mib(ours['peak_bytes'])} | "
                 f"{mib(theirs['peak_bytes'])} | {'-' if mem is None else f'{mem:.2f}'} |")
     lines += ["", "Max |visattn - baseline| of the forward outputs: "
@@ -378,18 +403,28 @@ def markdown(device, env, rows, repeats, warmup):
     return "\n".join(lines) + "\n"
 
 
+def _ms(r):
+    return f"{r['median_s'] * 1e3:.1f} ({r['p10_s'] * 1e3:.1f}-{r['p90_s'] * 1e3:.1f})"
+
+
 def main(argv=None):
+    global CC_SIZE, PSA_SIZE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    parser.add_argument("--cc-size", type=int, default=CC_SIZE[0], help="criss-cross H = W (default 128)")
+    parser.add_argument("--psa-size", type=int, default=PSA_SIZE[0], help="PSA H = W (default 64)")
+    parser.add_argument("--remark", default="", help="a line for the Markdown file (e.g. the machine's load)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         _memory_child(json.loads(args.memory_child))
         return
+    CC_SIZE, PSA_SIZE = (args.cc_size, args.cc_size), (args.psa_size, args.psa_size)
     torch.set_flush_denormal(True)
+    pin_allocator()
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -397,9 +432,10 @@ def main(argv=None):
         rows = measure(device, args.repeats, args.warmup, memory=not args.no_memory)
         env = environment(device)
         payload = {"benchmark": "context_cc_psa", "device": device, "environment": env, "repeats": args.repeats,
-                   "warmup": args.warmup, "results": rows}
+                   "warmup": args.warmup, "remark": args.remark, "results": rows}
         (RESULTS / f"context-cc-psa-{device}.json").write_text(json.dumps(payload, indent=1) + "\n")
-        (RESULTS / f"context-cc-psa-{device}.md").write_text(markdown(device, env, rows, args.repeats, args.warmup))
+        (RESULTS / f"context-cc-psa-{device}.md").write_text(markdown(device, env, rows, args.repeats, args.warmup,
+                                                                      args.remark))
         print(f"wrote {RESULTS / f'context-cc-psa-{device}.json'} and .md")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from visattn.backbones import create
+from visattn.bench.allocator import allocator_state, pin_allocator
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_flush_denormal(True)
+    pin_allocator()  # freed temporaries are reused, not faulted in afresh each step (stable timings)
     torch.set_num_threads(args.threads)
     keys = [k.strip() for k in args.attention.split(",")]
     steps = {k: step_fn(None if k == "none" else k, args.batch) for k in keys}
@@ -67,7 +69,8 @@ def main() -> None:
         rows.append({"attention": k, "params": steps[k][1], "median_ms": 1e3 * med, "p10_ms": 1e3 * q[0],
                      "p90_ms": 1e3 * q[-1], "ratio_to_first": med / base, "images_per_s": args.batch / med})
     env = {"device": "cpu", "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "batch": args.batch, "rounds": args.rounds}
+           "threads": torch.get_num_threads(), "batch": args.batch, "rounds": args.rounds,
+           "allocator": allocator_state()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "train-step-cpu.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
     lines = [f"ResNet-20 training step on CPU ({env['threads']} threads, batch {args.batch}, 1x28x28, "

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch.export import Dim
 
 import visattn
-from tests._build import CHANNELS, build, expected_shape, make_inputs, min_size, randomize_
+from tests._build import CHANNELS, build, expected_shape, make_inputs, min_size, perturbed
 
 KEYS = visattn.list_modules()
 
@@ -23,7 +23,7 @@ def _run(module, inputs):
 @pytest.mark.parametrize("key", KEYS)
 @pytest.mark.parametrize("batch,size", [(2, (16, 16)), (1, (7, 13))])
 def test_shape_dtype_device_preserved(key, batch, size):
-    m = build(key, size=size)
+    m = perturbed(key, build(key, size=size))
     if min(size) < min_size(m):
         pytest.skip(f"{key} needs H, W >= {min_size(m)}")
     inputs = make_inputs(key, batch, CHANNELS, size)
@@ -37,7 +37,7 @@ def test_shape_dtype_device_preserved(key, batch, size):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_gradients_reach_parameters_and_input(key):
-    m = randomize_(build(key)).train()
+    m = perturbed(key, build(key)).train()
     inputs = tuple(t.requires_grad_() for t in make_inputs(key, 2, CHANNELS, (16, 16)))
     y = _run(m, inputs)
     (y * torch.randn_like(y)).sum().backward()
@@ -52,25 +52,29 @@ def test_gradcheck_float64(key):
     size = (5, 6)
     m = build(key, size=size)
     size = (max(size[0], min_size(m)), max(size[1], min_size(m)) + 1)
-    m = randomize_(build(key, size=size)).double().eval()
+    m = perturbed(key, build(key, size=size)).double().eval()
     inputs = tuple(t.requires_grad_() for t in make_inputs(key, 1, CHANNELS, size, dtype=torch.float64))
     assert torch.autograd.gradcheck(lambda *xs: m(*xs), inputs, fast_mode=True, atol=1e-6, rtol=1e-4)
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_bfloat16_forward_finite(key):
-    m = build(key).to(torch.bfloat16).eval()
-    inputs = make_inputs(key, 2, CHANNELS, (16, 16), dtype=torch.bfloat16)
-    y = _run(m, inputs)
+    m = perturbed(key, build(key)).eval()
+    inputs = make_inputs(key, 2, CHANNELS, (16, 16))
+    ref = _run(m, inputs)
+    y = _run(m.to(torch.bfloat16), tuple(t.to(torch.bfloat16) for t in inputs))
     assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
+    # bf16 keeps 8 bits of mantissa: a loose relative bound that still catches a branch that goes wrong
+    err = (y.float() - ref).norm() / ref.norm().clamp_min(1e-6)
+    assert err < 0.1, f"{key}: bf16 output differs from float32 by {err:.3f} (relative norm)"
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_float64_and_autocast(key):
-    m = build(key, size=(8, 8)).double().eval()
+    m = perturbed(key, build(key, size=(8, 8))).double().eval()
     inputs = make_inputs(key, 1, CHANNELS, (8, 8), dtype=torch.float64)
     assert _run(m, inputs).dtype == torch.float64
-    m = build(key, size=(8, 8)).eval()
+    m = perturbed(key, build(key, size=(8, 8))).eval()
     inputs = make_inputs(key, 1, CHANNELS, (8, 8))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = _run(m, inputs)
@@ -79,7 +83,7 @@ def test_float64_and_autocast(key):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_channels_last_matches_contiguous(key):
-    m = randomize_(build(key)).eval()
+    m = perturbed(key, build(key)).eval()
     inputs = make_inputs(key, 2, CHANNELS, (16, 16))
     ref = _run(m, inputs)
     out = _run(m, tuple(t.contiguous(memory_format=torch.channels_last) for t in inputs))
@@ -88,7 +92,7 @@ def test_channels_last_matches_contiguous(key):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_state_dict_round_trip(key):
-    m = randomize_(build(key)).eval()
+    m = perturbed(key, build(key)).eval()
     fresh = build(key).eval()
     fresh.load_state_dict(m.state_dict())
     inputs = make_inputs(key, 2, CHANNELS, (16, 16))
@@ -97,7 +101,7 @@ def test_state_dict_round_trip(key):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_compile_fullgraph_matches_eager(key):
-    m = randomize_(build(key)).eval()
+    m = perturbed(key, build(key)).eval()
     inputs = make_inputs(key, 2, CHANNELS, (16, 16))
     compiled = torch.compile(m, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(*inputs), _run(m, inputs), atol=1e-5, rtol=1e-5)
@@ -105,7 +109,7 @@ def test_compile_fullgraph_matches_eager(key):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_export_dynamic_hw_matches_eager(key):
-    m = randomize_(build(key)).eval()
+    m = perturbed(key, build(key)).eval()
     inputs = make_inputs(key, 2, CHANNELS, (16, 16))
     if visattn.info(key).size_bound:
         ep = torch.export.export(m, inputs)  # bound to one size: static shapes
@@ -153,7 +157,7 @@ def test_metadata_complete(key):
        w=st.integers(1, 33))
 def test_hypothesis_random_shapes(key, batch, channels, h, w):
     try:
-        m = build(key, channels=channels, size=(h, w)).eval()
+        m = perturbed(key, build(key, channels=channels, size=(h, w))).eval()
         inputs = make_inputs(key, batch, channels, (h, w))
         y = _run(m, inputs)
     except ValueError as err:  # a documented refusal names the module
@@ -161,3 +165,17 @@ def test_hypothesis_random_shapes(key, batch, channels, h, w):
         return
     assert y.shape == expected_shape(key, m, inputs)
     assert torch.isfinite(y).all()
+
+
+IDENTITY_AT_INIT = ("cam", "cc", "pam", "gc", "nonlocal", "stn", "danet")
+
+
+@pytest.mark.parametrize("key", IDENTITY_AT_INIT)
+def test_identity_at_init_modules_are_exercised_once_perturbed(key):
+    """The contract tests build modules through ``perturbed``: their attention branch must then change x."""
+    inputs = make_inputs(key, 2, CHANNELS, (16, 16))
+    plain = _run(build(key).eval(), inputs)
+    # identity at initialisation (why we perturb); DANet sums its two branches: 2x
+    torch.testing.assert_close(plain, inputs[0] * (2 if key == "danet" else 1))
+    out = _run(perturbed(key, build(key)).eval(), inputs)
+    assert (out - plain).abs().mean() > 1e-2 * plain.abs().mean()

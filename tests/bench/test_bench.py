@@ -16,7 +16,7 @@ import visattn
 from visattn.bench import BenchConfig, factory, run_bench, validate
 from visattn.bench.factory import Spec, build_subject
 from visattn.bench.flops import count_ops
-from visattn.bench.measure import MIN_SAMPLES, percentile, time_step
+from visattn.bench.measure import MIN_SAMPLES, percentile, summarize, time_step
 from visattn.cli import build_parser, main
 
 C, SIZE, BATCH = 16, 8, 2
@@ -330,3 +330,69 @@ def test_sizes_accept_rectangles():
     args = build_parser().parse_args(["bench", "se", "--size", "28x40", "--size", "7"])
     assert args.sizes == [(28, 40), (7, 7)]
     assert math.prod(args.sizes[0]) == 1120
+
+
+#: eleven known samples (seconds), shuffled; a long tail makes the mean (15.5 ms) far from the median (6 ms)
+KNOWN_SAMPLES_S = [x / 1e3 for x in (7, 3, 100, 1, 10, 5, 2, 9, 6, 4, 8)]
+
+
+def test_summary_of_known_samples():
+    s = summarize(KNOWN_SAMPLES_S)
+    assert s["n"] == 11
+    assert s["median"] == pytest.approx(6.0)  # the middle of 1..10, 100: not the mean
+    assert s["p10"] == pytest.approx(2.0)  # position (11 - 1) * 0.1 = 1 of the sorted samples
+    assert s["p90"] == pytest.approx(10.0)  # position 9
+    even = summarize([0.004, 0.001, 0.003, 0.002])
+    assert even["median"] == pytest.approx(2.5) and even["p10"] == pytest.approx(1.3)
+    assert even["p90"] == pytest.approx(3.7)
+
+
+def test_report_carries_the_summary_of_the_timed_samples(monkeypatch):
+    from visattn.bench import runner
+
+    monkeypatch.setattr(runner, "time_step", lambda run, **kw: list(KNOWN_SAMPLES_S))
+    report = run_bench(BenchConfig(["se"], channels=8, sizes=[(4, 4)], batch=1, repeat=11, warmup=0, memory=False,
+                                   backward=True))
+    row = report["results"][0]
+    for name in ("forward_ms", "forward_backward_ms"):
+        assert row[name]["median"] == pytest.approx(6.0)
+        assert row[name]["p10"] == pytest.approx(2.0) and row[name]["p90"] == pytest.approx(10.0)
+
+
+def test_allocator_is_pinned_and_reported(monkeypatch):
+    import ctypes
+    import platform
+
+    from visattn.bench import allocator
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    for var in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(allocator, "_state", {})
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    state = allocator.pin_allocator()
+    assert sorted(calls) == [(-3, 32 << 20), (-1, 1 << 30)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    assert "pinned by visattn" in state and "32 MiB" in state
+    # a user's own choice is left alone and reported
+    calls.clear()
+    monkeypatch.setattr(allocator, "_state", {})
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert "MALLOC_MMAP_THRESHOLD_=65536 (environment)" in allocator.pin_allocator() and not calls
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
+    assert allocator.pin_allocator() == "jemalloc (LD_PRELOAD)" and not calls
+
+
+def test_report_names_the_allocator(cli_run):
+    _, report, paths = cli_run
+    assert report["environment"]["allocator"]
+    with open(paths["md"]) as f:
+        assert f"allocator: {report['environment']['allocator']}" in f.read()

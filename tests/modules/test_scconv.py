@@ -82,9 +82,36 @@ def test_min_size():
     with pytest.raises(ValueError, match="SelfCalibratedConv.*H >= 5"):
         m(torch.randn(1, 32, 4, 9))
     floor = SelfCalibratedConv(32, ceil_mode=False).eval()
-    assert floor.min_size == 8
+    assert floor.min_size == 4  # the official floor pooling runs from H, W = r (a 1 x 1 context)
+    floor(torch.randn(1, 32, 4, 7))
     with pytest.raises(ValueError, match="SelfCalibratedConv"):
-        floor(torch.randn(1, 32, 9, 7))
+        floor(torch.randn(1, 32, 9, 3))
+
+
+@pytest.mark.parametrize("size", [(4, 4), (7, 7), (5, 6), (7, 12)])
+@pytest.mark.parametrize("training", [False, True])
+def test_floor_pooling_below_2r_has_a_1x1_context_as_official(size, training):
+    """SCNet-50's last stage is 7 x 7: the official AvgPool2d(4) gives a 1 x 1 context (floor(7 / 4) = 1)."""
+    m = _randomized(32, ceil_mode=False).train(training)
+    x = torch.randn(2, 32, *size, dtype=torch.float64)
+    assert m.scconv.k2[0](x[:, 16:]).shape[-2:] == (size[0] // 4, size[1] // 4)
+    ref, gate = reference_scconv(x, m, training, False, 4, 1)
+    torch.testing.assert_close(m(x), ref)
+    if not training:
+        torch.testing.assert_close(m.attention_map(x), gate)
+
+
+def test_1x1_context_at_batch_1_in_training_uses_running_statistics():
+    m = _randomized(32, ceil_mode=False).train()
+    bn = m.scconv.k2[2]
+    before = (bn.running_mean.clone(), bn.running_var.clone())
+    x = torch.randn(1, 32, 7, 7, dtype=torch.float64)
+    y = m(x)  # PyTorch's BN would raise: one value per channel
+    assert torch.isfinite(y).all()
+    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
+    xb = x[:, 16:]
+    eval_context = m.eval().scconv.context(xb)  # the context as in eval: running statistics
+    torch.testing.assert_close(m.train().scconv.context(xb), eval_context)
 
 
 def test_bad_arguments():

@@ -163,3 +163,76 @@ def test_blocked_on_cuda_matches_reference():
     reference(qd, kd, vd, 1.0).sum().backward()
     for a, b in ((qc, qd), (kc, kd), (vc, vd)):
         torch.testing.assert_close(a.grad.double().cpu(), b.grad, atol=1e-3, rtol=1e-3)
+
+
+# -- the size rule: the explicit map where it is small, the lean kernels where it is large ------------------
+def _paths(monkeypatch):
+    """Record which path softmax_attention takes: "plain", "sdpa" or "blocked"."""
+    from visattn.ops import attention
+
+    taken = []
+    for name, label in (("plain_attention", "plain"), ("blocked_attention", "blocked")):
+        real = getattr(attention, name)
+        monkeypatch.setattr(attention, name, lambda *a, _r=real, _l=label, **k: taken.append(_l) or _r(*a, **k))
+    real_sdpa = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda *a, **k: taken.append("sdpa") or real_sdpa(*a, **k))
+    return taken
+
+
+@pytest.mark.size_rule
+@pytest.mark.parametrize("dv", [8, 32])  # equal widths (non-local: SDPA) and unequal (PAM: blocked)
+def test_size_rule_picks_the_explicit_map_up_to_the_documented_bytes(monkeypatch, dv):
+    from visattn.ops import attention
+
+    assert attention.EXPLICIT_MAX_BYTES == 64 * 2**20  # as documented in the module and the notes
+    taken = _paths(monkeypatch)
+    # B = 1, N = M = 4096 (64 x 64): 4096 * 4096 * 4 bytes = 64 MiB exactly (float32 energies): written out
+    q, k, v = torch.randn(1, 4096, 8), torch.randn(1, 4096, 8), torch.randn(1, 4096, dv)
+    assert attention.explicit_map_bytes(q, k) == 64 * 2**20
+    small = softmax_attention(q, k, v, scale=1.0)
+    assert taken == ["plain"]
+    # one more key: over the threshold, the lean kernel
+    taken.clear()
+    k2, v2 = torch.randn(1, 4097, 8), torch.randn(1, 4097, dv)
+    softmax_attention(q, k2, v2, scale=1.0)
+    assert taken == (["sdpa"] if dv == 8 else ["blocked"])
+    # the batch (and heads) count: two maps of 32 MiB + one column are over it
+    taken.clear()
+    softmax_attention(torch.randn(2, 2048, 8), torch.randn(2, 4097, 8), torch.randn(2, 4097, dv), scale=1.0)
+    assert taken == (["sdpa"] if dv == 8 else ["blocked"])
+    # float64 energies take twice the bytes
+    assert attention.explicit_map_bytes(q.double(), k.double()) == 128 * 2**20
+    torch.testing.assert_close(small, plain_attention(q, k, v, scale=1.0))
+
+
+@pytest.mark.size_rule
+@pytest.mark.parametrize("dv", [8, 32])
+def test_both_sides_of_the_threshold_give_the_same_values_and_gradients(monkeypatch, dv):
+    from visattn.ops import attention
+
+    q, k, v = (torch.randn(2, 40, 8, dtype=torch.float64, requires_grad=True),
+               torch.randn(2, 40, 8, dtype=torch.float64, requires_grad=True),
+               torch.randn(2, 40, dv, dtype=torch.float64, requires_grad=True))
+    results = []
+    for threshold in (2**40, -1):  # explicit map, then the lean kernel, on the same inputs
+        monkeypatch.setattr(attention, "EXPLICIT_MAX_BYTES", threshold)
+        taken = _paths(monkeypatch)
+        out = softmax_attention(q, k, v, scale=0.7)
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, dv, dtype=torch.float64)).sum(), (q, k, v))
+        results.append((out, grads, taken[0]))
+        monkeypatch.undo()
+    assert [r[2] for r in results] == ["plain", "sdpa" if dv == 8 else "blocked"]
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.size_rule
+def test_small_maps_compile_in_one_graph():
+    from visattn.ops import attention
+
+    q, k, v = torch.randn(1, 16, 8), torch.randn(1, 16, 8), torch.randn(1, 16, 8)
+    assert attention.explicit_map_bytes(q, k) <= attention.EXPLICIT_MAX_BYTES
+    fn = torch.compile(lambda q, k, v: softmax_attention(q, k, v, scale=1.0), fullgraph=True, backend="eager")
+    torch.testing.assert_close(fn(q, k, v), plain_attention(q, k, v, scale=1.0))

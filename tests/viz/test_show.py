@@ -183,3 +183,18 @@ def test_show_modules_filter_quiet_and_a_corrupt_checkpoint(trained_run, tmp_pat
     assert "holds no such module (it holds ['cbam'])" in capsys.readouterr().err
     assert main(["show", str(run), "--modules", "cbam:reduction=4"]) == 2
     assert "without arguments" in capsys.readouterr().err
+
+
+def test_overlay_uses_the_maps_min_max_range_exactly():
+    from visattn.viz.maps import Picture
+    from visattn.viz.render import overlay
+    from visattn.viz.show import ModulePicture, _draw
+
+    image = torch.randint(0, 256, (1, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    data = torch.tensor([[[2.0, 3.0, 4.0], [5.0, 6.0, 2.5], [3.5, 4.5, 5.5]]])  # min 2, max 6: not 0 .. max
+    item = ModulePicture("layer1.0.attn", "cbam", "gate", Picture("spatial", data), nn.Identity())
+    drawn, text = _draw(item, 0, image, (0, 0))
+    expected = overlay(image, (data[0] - 2.0) / (6.0 - 2.0))  # the range, computed here by hand
+    assert torch.equal(drawn, expected)
+    assert "range 2 to 6" in text
+    assert not torch.equal(drawn, overlay(image, data[0] / 6.0))  # the max-only scaling would look different

@@ -9,6 +9,8 @@ import torch
 
 import visattn
 
+from .allocator import allocator_state
+
 __all__ = ["cpu_model", "environment"]
 
 
@@ -43,4 +45,5 @@ def environment(device: str) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "visattn": visattn.__version__,
+        "allocator": allocator_state() if dev.type == "cpu" else "CUDA caching allocator",
     }

@@ -255,6 +255,7 @@ def markdown(report: dict, images: dict[str, str] | None = None) -> str:
     w()
     w(f"- device: {env['device']} ({env['device_name']}), {_threads(env)}, torch {env['torch']}, "
       f"Python {env['python']}, visattn {env['visattn']}")
+    w(f"- allocator: {env['allocator']}")
     w(f"- C = {s['channels']}, batch {s['batch']}, {s['dtype']}" + (", channels_last" if s["channels_last"] else "")
       + (", torch.compile" if s["compile"] else "") + f"; {s['repeat']} timed calls after {s['warmup']} warm-up")
     summary = report["summary"]

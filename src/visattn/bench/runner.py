@@ -21,6 +21,7 @@ import torch
 import visattn
 
 from ..spec import parse_module
+from .allocator import pin_allocator
 from .environment import environment
 from .factory import BASELINES, Spec, build_subject
 from .flops import ELEMENTWISE_DEFINITION, FLOPS_DEFINITION, count_ops
@@ -226,6 +227,7 @@ def run_bench(cfg: BenchConfig, *, progress: Progress | None = None) -> dict:
         torch.set_num_threads(cfg.threads)
     if torch.device(cfg.device).type == "cpu":
         torch.set_flush_denormal(True)
+        pin_allocator()  # stable timings: freed temporaries are reused, not faulted in afresh (see allocator.py)
     # peers are built at their defaults: compare them only with modules at theirs
     peer_jobs = {label: peers_for(m.key) if cfg.peers and not m.kwargs else () for label, m in modules.items()}
     total = len(cfg.sizes) * (len(cfg.keys) + (cfg.baseline is not None) + sum(map(len, peer_jobs.values())))

@@ -61,6 +61,7 @@ _ENVIRONMENT = _object({
     "threads": _POSITIVE, "interop_threads": _POSITIVE, "omp_num_threads": _nullable(_STRING),
     "flush_denormal": {"type": "boolean"}, "torch": _STRING, "cuda": _nullable(_STRING),
     "cudnn": _nullable(_COUNT), "python": _STRING, "platform": _STRING, "visattn": _STRING,
+    "allocator": _STRING,
 })
 _SETTINGS = _object({
     "keys": {"type": "array", "items": _STRING, "minItems": 1},

@@ -98,7 +98,9 @@ class _SpatialBranch(nn.Module):
         "whose BN sits on the hidden layers (channel: FC, BN1d, ReLU, FC; spatial: 1x1 + BN + ReLU, two 3x3 "
         "dilation-4 convs + BN + ReLU, plain 1x1 to one channel) where the paper's equations write one BN on "
         "each branch's output; r = 16, dilation 4 (padding 4 keeps any H, W). The official channel branch "
-        "average-pools with an H x H window (square inputs only); visattn pools over H x W. In training, a BN "
+        "average-pools with an H x H window, stride H, then flattens: for non-square inputs it averages only "
+        "the left H x H window (H <= W < 2H; other shapes fail there); visattn pools over all of H x W. In "
+        "training, a BN "
         "that sees one value per channel (batch 1 for the channel BN) uses its running statistics instead of "
         "raising."
     ),

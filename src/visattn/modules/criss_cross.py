@@ -39,7 +39,8 @@ __all__ = ["CrissCrossAttention"]
         "out = gamma * aggregated V + x with gamma = 0 at init. Recurrence (RCCA, R = 2 in the paper) applies "
         "the same module, shared weights, R times. The official head's conv before / after RCCA and its "
         "concatenation with the input are not part of the module. The official INF mask built with .cuda() "
-        "is replaced by a boolean mask on the input's device; energies are soft-maxed in float32."
+        "is replaced by a boolean mask on the input's device; energies are soft-maxed in float32. At C < 8 "
+        "the official code builds Q, K convs of width C // 8 = 0 and fails; visattn uses width max(1, C // 8)."
     ),
 )
 class CrissCrossAttention(nn.Module):

@@ -44,7 +44,8 @@ def _float_dtype(t: torch.Tensor) -> torch.dtype:
         "Paper (eqs. 1-2) and official PAM_Module agree: Q, K 1x1 convs (with bias) to C/8, V to C, energies "
         "Q^T K with no 1/sqrt(d) scale, softmax over the keys, E = alpha * (V A^T) + A with alpha = 0 at start "
         "(the official parameter is named gamma). By default computed by an exact query-blocked kernel that never "
-        "holds the HW x HW map (memory_efficient=False writes it out, as the official code)."
+        "holds the HW x HW map (memory_efficient=False writes it out, as the official code). At C < 8 the "
+        "official code builds Q, K convs of width C // 8 = 0 and fails; visattn uses width max(1, C // 8)."
     ),
     **_DANET,
 )

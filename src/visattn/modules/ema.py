@@ -48,7 +48,10 @@ def _l2norm(t: torch.Tensor, dim: int) -> torch.Tensor:
         "(official: in train.py, averaged over all GPUs; here per process, not reduced across DDP ranks). "
         "Departure: the official code runs the EM iterations under torch.no_grad(), so conv1 gets no gradient "
         "(its author's choice, issue #14); by default visattn back-propagates through them as the paper's "
-        "equations read, and stop_em_grad=True gives the official behaviour."
+        "equations read, and stop_em_grad=True gives the official behaviour. BatchNorm momentum: the official "
+        "code builds every BN, conv2's included, with momentum 3e-4 (settings.py BN_MOM, for its long "
+        "synchronised-BN schedules); visattn keeps PyTorch's 0.1, whose running statistics settle within a "
+        "short run; pass norm_layer=functools.partial(nn.BatchNorm2d, momentum=3e-4) for the official value."
     ),
 )
 class EMAttention(nn.Module):

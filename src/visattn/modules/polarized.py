@@ -140,8 +140,9 @@ class PolarizedSpatialAttention(nn.Module):
         "LayerNorm after W_z (channel_norm=False reproduces that), its sequential PSA_s replaces W_z by a "
         "bottleneck C/2 -> C/8 -> LayerNorm -> ReLU -> C, and in the spatial branch both apply the softmax over "
         "the HW positions (PSA_p after the product, PSA_s to W_v(X)) instead of over the C/2 channels of the "
-        "pooled query as the paper does; visattn does not reproduce these. No biases in the 1x1 convs, as the "
-        "official code (the paper does not say)."
+        "pooled query as the paper does; visattn does not reproduce these. No biases in the 1x1 convs (bias=True "
+        "adds them), as the official PSA_p (the paper does not say); the official PSA_s's W_z bottleneck convs "
+        "do have biases (PyTorch's default), its W_q and W_v convs do not."
     ),
 )
 class PolarizedSelfAttention(nn.Module):

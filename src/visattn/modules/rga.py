@@ -20,8 +20,11 @@ _NOTE_COMMON = (
     "concatenated with the channel-mean of its embedded feature; W is conv1x1 + BN + ReLU + conv1x1 to 1 + BN, "
     "then sigmoid and x * attention. Ratios cha_ratio = spa_ratio = down_ratio = 8 as official. The official "
     "module runs spatial then channel attention in one class (use_spatial / use_channel); visattn registers "
-    "them as two modules (chain rga_s then rga_c for RGA-SC). Widths are floored as official but kept >= 1, "
-    "so feature sizes with HW < 8 (where the official code builds 0-channel convs) work."
+    "them as two modules (chain rga_s then rga_c for RGA-SC). Widths are floored as official but kept >= 1. "
+    "The official code builds 0-channel convs (and fails) wherever a floored width is 0: the relation "
+    "embedding at HW < 8 (spatial) or C < 8 (channel), and the first conv of W, of width (1 + HW // 8) // 8 "
+    "(spatial) or (1 + C // 8) // 8 (channel), already at HW < 56 or C < 56; visattn runs at those sizes "
+    "with width 1."
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import CeilAvgPool2d, LayerType, check_input, check_size, create_act, create_norm
 from ..registry import register
@@ -37,9 +38,21 @@ class _SelfCalibration(nn.Module):
                                             norm_layer=norm_layer))
         self.gate = nn.Sigmoid()
 
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        """``k2(x)``: average pool, conv, norm.
+
+        A BN that sees one value per channel (a 1 x 1 context at batch 1, in training) uses its running
+        statistics, unchanged, instead of raising.
+        """
+        pool, conv, norm = self.k2
+        t = conv(pool(x))  # [B, C/2, H/r, W/r]
+        if isinstance(norm, _BatchNorm) and norm.training and t.numel() == t.shape[1]:
+            return F.batch_norm(t, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+        return norm(t)
+
     def calibration(self, x: torch.Tensor) -> torch.Tensor:
         # nearest up-sampling to x's exact size, as the official F.interpolate(k2(x), identity.size()[2:])
-        return self.gate(x + F.interpolate(self.k2(x), size=x.shape[-2:], mode="nearest"))  # [B, C/2, H, W]
+        return self.gate(x + F.interpolate(self.context(x), size=x.shape[-2:], mode="nearest"))  # [B, C/2, H, W]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.k4(self.k3(x) * self.calibration(x))
@@ -70,9 +83,11 @@ class _SelfCalibration(nn.Module):
         "r = 4; nearest up-sampling to X_b's exact size as the official F.interpolate. One departure: the "
         "average pool also pools the partial windows at the bottom / right edge (ceil_mode=True), where the "
         "official AvgPool2d drops them (at 7 x 7, ResNet's last stage, it pools only the top-left 4 x 4); the two "
-        "agree when r divides H and W, and ceil_mode=False reproduces the official code everywhere. The pooled "
-        "context must be at least 2 x 2 (its BN in training at batch 1, and torch.export), so H, W >= r + 1 "
-        "(>= 2 r with ceil_mode=False)."
+        "agree when r divides H and W, and ceil_mode=False reproduces the official code everywhere, down to "
+        "H, W = r (a 1 x 1 context, as the official code has at 4 <= H < 8, e.g. SCNet-50's 7 x 7 last stage). "
+        "With ceil_mode=True the pooled context must be at least 2 x 2, so H, W >= r + 1. In training, a 1 x 1 "
+        "context at batch 1 gives its BN one value per channel: the running statistics are used there (PyTorch "
+        "would raise)."
     ),
 )
 class SelfCalibratedConv(nn.Module):
@@ -109,11 +124,12 @@ class SelfCalibratedConv(nn.Module):
         norm_layer: the norm of each :math:`\mathcal{F}_i` (``"batch"``).
         act_layer: :math:`\delta` after ``k1`` and ``k4`` (official: ReLU), or None.
         ceil_mode: also pool the partial windows at the bottom / right edge (default); False is the official
-            floor pooling, which drops them. The pooled context must be at least 2 x 2, so
-            :math:`H, W \ge r + 1` (:math:`\ge 2r` with ``ceil_mode=False``); ``min_size`` holds the bound.
+            floor pooling, which drops them. With ``ceil_mode`` the pooled context must be at least 2 x 2, so
+            :math:`H, W \ge r + 1`; with ``ceil_mode=False`` :math:`H, W \ge r` (a 1 x 1 context below
+            :math:`2r`, as the official code). ``min_size`` holds the bound.
 
     Shape:
-        - Input: :math:`(B, C, H, W)` with :math:`H, W \ge` ``min_size`` (:math:`r + 1`, or :math:`2r` with
+        - Input: :math:`(B, C, H, W)` with :math:`H, W \ge` ``min_size`` (:math:`r + 1`, or :math:`r` with
           ``ceil_mode=False``)
         - Output: :math:`(B, C', \lceil H / stride \rceil, \lceil W / stride \rceil)`
 
@@ -148,9 +164,9 @@ class SelfCalibratedConv(nn.Module):
             raise ValueError(f"{name}: stride and pooling_r must be >= 1, got {stride!r}, {pooling_r!r}")
         self.channels = channels
         self.out_channels = out_channels
-        # The pooled context must be at least 2 x 2: its BN needs more than one value per channel in training
-        # at batch 1, and torch.export specialises an intermediate size that may be 1.
-        self.min_size = (pooling_r + 1 if ceil_mode else 2 * pooling_r) if pooling_r > 1 else 1
+        # ceil_mode: the pooled context must be at least 2 x 2 (torch.export specialises an intermediate size
+        # that may be 1). Floor pooling (official) runs from H, W = r, with a 1 x 1 context below 2r.
+        self.min_size = (pooling_r + 1 if ceil_mode else pooling_r) if pooling_r > 1 else 1
         self.k1 = nn.Sequential(*_conv_norm(half, out_half, stride=stride, groups=groups, norm_layer=norm_layer))
         self.scconv = _SelfCalibration(half, out_half, stride=stride, pooling_r=pooling_r, groups=groups,
                                        norm_layer=norm_layer, ceil_mode=ceil_mode)
@@ -158,7 +174,8 @@ class SelfCalibratedConv(nn.Module):
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_input(self, x, self.channels)
-        check_size(self, x, self.min_size, "the context pooled by pooling_r must be at least 2 x 2")
+        check_size(self, x, self.min_size, "the context pooled by pooling_r must not be empty (at least 2 x 2 "
+                   "with ceil_mode)")
         x1, x2 = torch.chunk(x, 2, dim=1)  # [B, C/2, H, W] each
         return x1, x2
 

@@ -5,7 +5,12 @@ Every quadratic context module (non-local, MHSA, DANet's PAM, OCNet) computes
 energies (and, for the backward, the softmax and its gradient) whole: at 96 x 96 that is 85 M entries,
 340 MiB each in float32. The functions here give the same result without that map:
 
-- :func:`softmax_attention` is the entry point the modules call. With equal query and value widths it is
+- :func:`softmax_attention` is the entry point the modules call. Where the explicit map is small (at most
+  :data:`EXPLICIT_MAX_BYTES`, 64 MiB: 64 x 64 at batch 1), it writes the map out (:func:`plain_attention`):
+  there the lean kernels cost as much time as they save or more (``benchmarks/results/context-sizes-cpu.md``,
+  C = 512, one thread: 0.99-1.18x the plain formulation's time at 32 x 32 and 48 x 48; at 64 x 64 0.78-0.93x,
+  within the shared machine's noise, so 64 x 64 stays explicit) and the map is no memory burden. Above the
+  threshold (96 x 96: 0.06-0.10x the memory, ``context-cpu.md``), with equal query and value widths it is
   :func:`torch.nn.functional.scaled_dot_product_attention` (fused, memory-lean on CPU and GPU). With
   unequal widths (DANet's PAM: Q, K at C/8, V at C) SDPA has no fused path on CPU (it falls back to its
   math path, which builds the map, and is slower: measured in ``benchmarks/context.py``), so it is
@@ -31,7 +36,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["softmax_attention", "blocked_attention", "plain_attention", "attention_weights", "default_block_size"]
+__all__ = ["softmax_attention", "blocked_attention", "plain_attention", "attention_weights", "default_block_size",
+           "explicit_map_bytes", "EXPLICIT_MAX_BYTES"]
+
+#: :func:`softmax_attention` writes the map out (:func:`plain_attention`) when it takes at most this many bytes.
+EXPLICIT_MAX_BYTES = 64 << 20
 
 #: Elements of one ``(batch, block, N)`` energy tile in :func:`blocked_attention` (8 MiB in float32).
 _TILE_ELEMENTS = 1 << 21
@@ -48,6 +57,12 @@ def _scale(q: torch.Tensor, scale: float | None) -> float:
 
 def _compiling() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def explicit_map_bytes(q: torch.Tensor, k: torch.Tensor) -> int:
+    """Bytes of the explicit ``(..., N, M)`` energy map of ``q``, ``k`` in the compute dtype (float32 / float64)."""
+    lead = math.prod(q.shape[:-2])
+    return lead * q.shape[-2] * k.shape[-2] * torch.finfo(_compute_dtype(q, k)).bits // 8
 
 
 def default_block_size(batch: int, n_keys: int) -> int:
@@ -189,9 +204,12 @@ def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scal
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float | None = None,
               attn_mask: torch.Tensor | None = None, memory_efficient: bool = True) -> torch.Tensor:
-    """Exact ``softmax(scale * q k^T + mask) v`` by the leanest path that applies.
+    """Exact ``softmax(scale * q k^T + mask) v`` by the fastest path that keeps memory lean.
 
-    ``memory_efficient=False`` is :func:`plain_attention`. Otherwise: equal query and value widths go to
+    ``memory_efficient=False`` is :func:`plain_attention`. Otherwise: a map of at most
+    :data:`EXPLICIT_MAX_BYTES` (see :func:`explicit_map_bytes`) is written out (:func:`plain_attention`,
+    faster there; not while compiling / exporting, whose graphs stay free of size-dependent branches);
+    larger ones with equal query and value widths go to
     :func:`torch.nn.functional.scaled_dot_product_attention`; unequal widths without a mask go to
     :func:`blocked_attention`, or to :func:`plain_attention` while compiling / exporting.
 
@@ -213,13 +231,22 @@ def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scal
     """
     if not memory_efficient:
         return plain_attention(q, k, v, scale=scale, attn_mask=attn_mask)
+    compiling = _compiling()
+    if not compiling and explicit_map_bytes(q, k) <= EXPLICIT_MAX_BYTES:
+        return plain_attention(q, k, v, scale=scale, attn_mask=attn_mask)
     if q.shape[-1] == v.shape[-1]:
         if attn_mask is not None and attn_mask.dtype != torch.bool:
             attn_mask = attn_mask.to(q.dtype)
         # The fused CPU kernels need a unit stride on the last dimension (tokens made by transposing a conv
         # output have stride N there); otherwise SDPA silently takes its math path, which builds the map.
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        if q.dim() == 3:  # (B, N, D): add a head dimension; ONNX export supports only 4-D SDPA
+            if attn_mask is not None and attn_mask.dim() == 3:
+                attn_mask = attn_mask.unsqueeze(1)
+            out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), attn_mask=attn_mask,
+                                                 scale=_scale(q, scale))
+            return out.squeeze(1)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=_scale(q, scale))
-    if attn_mask is not None or _compiling():
+    if attn_mask is not None or compiling:
         return plain_attention(q, k, v, scale=scale, attn_mask=attn_mask)
     return blocked_attention(q, k, v, scale=scale)

@@ -14,7 +14,7 @@ matmuls over strided views, no gathers:
 both concatenated to ``(B, H, W, H + W)`` and soft-maxed jointly in float32 (float64 for float64 inputs),
 then the weights multiply the values the same way. The cost is :math:`O(HW(H+W)C)` time and
 :math:`O(HW(H+W))` memory for the weights, against :math:`O((HW)^2)` for full self-attention. Measured
-against the ``einsum`` formulation in ``benchmarks/context_cc_psa.py``.
+against mmcv's ``einsum`` formulation in ``benchmarks/context_cc_psa.py``.
 """
 
 from __future__ import annotations
