@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from visattn.data import loader as loader_mod
 from visattn.data.loader import BatchLoader, ImageData
 from visattn.train import TrainConfig, train
 from visattn.train import trainer as trainer_mod
@@ -75,7 +76,7 @@ def test_training_order_is_shuffled_and_differs_between_epochs(tiny_fmnist, tmp_
                 orders.append(idx.tolist())
             return idx
 
-    monkeypatch.setattr(trainer_mod, "BatchLoader", Recording)
+    monkeypatch.setattr(loader_mod, "BatchLoader", Recording)  # what make_loader builds for in-memory data
     train(config(tiny_fmnist, epochs=2), tmp_path / "run", progress=False, log=quiet)
     assert len(orders) == 2
     for order in orders:
