@@ -94,12 +94,16 @@ def joint_augment(image: torch.Tensor, mask: torch.Tensor, crop: tuple[int, int]
     return image.contiguous(), mask.contiguous()
 
 
-def _shard(n: int, epoch: int, seed: int, shuffle: bool, rank: int, world_size: int) -> torch.Tensor:
-    """DistributedSampler's contract: a seeded permutation, padded by wrapping, every ``world_size``-th item."""
+def _shard(n: int, epoch: int, seed: int, shuffle: bool, rank: int, world_size: int, pad: bool = True) -> torch.Tensor:
+    """DistributedSampler's contract: a seeded permutation, padded by wrapping (``pad``), every ``world_size``-th item.
+
+    Evaluation shards without padding, so that no image is counted twice.
+    """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
-    per_rank = -(-n // world_size)
-    order = torch.cat([order, order[: per_rank * world_size - n]])
+    if pad:
+        per_rank = -(-n // world_size)
+        order = torch.cat([order, order[: per_rank * world_size - n]])
     return order[rank::world_size]
 
 
@@ -154,15 +158,16 @@ class FolderLoader:
     """A :class:`SegFolder` through a torch ``DataLoader`` with ``workers`` processes, sharded over ranks.
 
     Training (``crop`` given): random scale / crop / flip to ``crop``, batches of ``batch_size``. Evaluation
-    (``crop=None``): whole images, one per batch (their sizes differ).
+    (``crop=None``): whole images, one per batch (their sizes differ). ``pad_shards=False`` gives each rank
+    ``range(rank, N, world_size)`` with no repeated image (evaluation).
     """
 
     def __init__(self, folder: SegFolder, mean, std, *, batch_size: int = 1, crop: tuple[int, int] | None = None,
                  shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False,
-                 workers: int = 2, flip: bool = True):
+                 workers: int = 2, flip: bool = True, pad_shards: bool = True):
         self.folder, self.shuffle, self.seed, self.rank, self.world_size = folder, shuffle, seed, rank, world_size
         self.batch_size = batch_size if crop is not None else 1
-        self.drop_last, self.workers, self.epoch = drop_last, workers, 0
+        self.drop_last, self.workers, self.epoch, self.pad_shards = drop_last, workers, 0, pad_shards
         self.transform = _Normalise(mean, std, crop, seed, flip)
         folder.transform = self.transform
 
@@ -170,11 +175,13 @@ class FolderLoader:
         self.epoch = self.transform.epoch = epoch
 
     def __len__(self) -> int:
-        per_rank = -(-len(self.folder) // self.world_size)
+        n = len(self.folder)
+        per_rank = -(-n // self.world_size) if self.pad_shards else len(range(self.rank, n, self.world_size))
         return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
 
     def __iter__(self):
-        idx = _shard(len(self.folder), self.epoch, self.seed, self.shuffle, self.rank, self.world_size).tolist()
+        idx = _shard(len(self.folder), self.epoch, self.seed, self.shuffle, self.rank, self.world_size,
+                     self.pad_shards).tolist()
         loader = torch.utils.data.DataLoader(self.folder, batch_size=self.batch_size, sampler=idx,
                                              num_workers=self.workers, drop_last=self.drop_last,
                                              persistent_workers=False)

@@ -7,6 +7,7 @@ import ast
 import sys
 
 from ..data.loader import DATASETS
+from ..data.segmentation import SEG_DATASETS
 from .config import SCHEDULES, TrainConfig
 
 __all__ = ["add_parser", "DEMO_MODULES"]
@@ -48,14 +49,20 @@ def _positive(kind):
 
 def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g = p.add_argument_group("recipe")
-    g.add_argument("--backbone", default="resnet20", help="e.g. resnet20, resnet56, resnet18 (default resnet20)")
-    g.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    g.add_argument("--task", choices=("classification", "segmentation"), default="classification",
+                   help="classification (default) or segmentation (a decode head, see --head)")
+    g.add_argument("--backbone", default=None, help="e.g. resnet20, resnet56, resnet18 (default resnet20); "
+                   "segmentation: tiny, resnet18, resnet50, resnet101 (dilated; default tiny)")
+    g.add_argument("--dataset", default=None, choices=DATASETS + SEG_DATASETS,
+                   help="default fashion-mnist (segmentation: fashion-scenes)")
     g.add_argument("--data-dir", default=None, help="data folder (Fashion-MNIST idx files, a CIFAR python folder, "
-                   "or an ImageFolder tree with train/ and val/)")
+                   "an ImageFolder tree with train/ and val/; segmentation: a VOC2012 folder, or classes.txt + "
+                   "images/{train,val}/ + masks/{train,val}/)")
     g.add_argument("--epochs", type=_positive(int), default=epochs)
-    g.add_argument("--batch-size", type=_positive(int), default=128)
-    g.add_argument("--lr", type=_positive(float), default=0.1)
-    g.add_argument("--schedule", choices=SCHEDULES, default="onecycle")
+    g.add_argument("--batch-size", type=_positive(int), default=None, help="default 128 (segmentation: 16)")
+    g.add_argument("--lr", type=_positive(float), default=None, help="default 0.1 (segmentation: 0.01)")
+    g.add_argument("--schedule", choices=SCHEDULES, default=None, help="default onecycle (segmentation: poly, "
+                   "power 0.9)")
     g.add_argument("--wd", type=float, default=5e-4, help="weight decay (not on norms and biases)")
     g.add_argument("--train-limit", type=_positive(int), default=None, help="use only the first N training images")
     g.add_argument("--val-limit", type=_positive(int), default=None, help="use only the first N test images")
@@ -69,6 +76,12 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda")
     g.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+    s = p.add_argument_group("segmentation")
+    s.add_argument("--output-stride", type=int, choices=(8, 16, 32), default=8, help="dilated backbone (default 8)")
+    s.add_argument("--no-aux", action="store_true", help="no auxiliary FCN head on stage 3 (loss weight 0.4)")
+    s.add_argument("--scene-size", type=_positive(int), default=64, help="Fashion-MNIST scene side (default 64)")
+    s.add_argument("--crop-size", type=_positive(int), default=512, help="training crop of folder data (default 512)")
+    s.add_argument("--workers", type=int, default=2, help="DataLoader processes for folder data (default 2)")
 
 
 def _jobs_argument(p: argparse.ArgumentParser) -> None:
@@ -77,11 +90,23 @@ def _jobs_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
-    return TrainConfig(backbone=args.backbone, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, weight_decay=args.wd,
+    seg = args.task == "segmentation"
+    if seg and args.dataset in DATASETS or not seg and args.dataset in SEG_DATASETS:
+        raise ValueError(f"--dataset {args.dataset} is not a {args.task} data set; choose from "
+                         f"{', '.join(SEG_DATASETS if seg else DATASETS)}")
+
+    def pick(value, classification, segmentation):
+        return value if value is not None else (segmentation if seg else classification)
+
+    return TrainConfig(backbone=pick(args.backbone, "resnet20", "tiny"),
+                       dataset=pick(args.dataset, "fashion-mnist", "fashion-scenes"), data_dir=args.data_dir,
+                       epochs=args.epochs, batch_size=pick(args.batch_size, 128, 16), lr=pick(args.lr, 0.1, 0.01),
+                       schedule=pick(args.schedule, "onecycle", "poly"), weight_decay=args.wd,
                        train_limit=args.train_limit, val_limit=args.val_limit, image_size=args.image_size,
                        amp=args.amp, channels_last=args.channels_last, compile=args.compile, device=args.device,
-                       pad=args.crop_pad, flip=not args.no_flip, **extra)
+                       pad=args.crop_pad, flip=not args.no_flip, task=args.task, output_stride=args.output_stride,
+                       aux=not args.no_aux, scene_size=args.scene_size, crop_size=args.crop_size,
+                       workers=args.workers, **extra)
 
 
 def _check_attention(keys) -> None:
@@ -113,13 +138,27 @@ def _run(fn):
         raise CLIError(message) from None
 
 
+def _check_head(names) -> None:
+    from ..cli import CLIError
+    from ..segmentation import list_heads
+
+    for name in names:
+        if name not in list_heads():
+            raise CLIError(f"unknown segmentation head {name!r}; choose from {', '.join(list_heads())}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .trainer import train
 
     _check_attention([args.attention])
+    extra = {}
+    if args.task == "segmentation":
+        _check_head([args.head])
+        extra["head"] = args.head
     config = _run(lambda: _base_config(args, attention=args.attention, position=args.position,
-                                       attention_kwargs=dict(args.attention_kw), seed=args.seed))
-    out = args.out or f"runs/{config.backbone}-{config.attention or 'none'}-{config.digest()}"
+                                       attention_kwargs=dict(args.attention_kw), seed=args.seed, **extra))
+    name = config.head if config.task == "segmentation" else config.attention or "none"
+    out = args.out or f"runs/{config.backbone}-{name}-{config.digest()}"
     _run(lambda: train(config, out, progress=not args.no_progress))
     print(f"run folder: {out}")
     return 0
@@ -145,10 +184,27 @@ def _variant(token: str):
     return Variant(token, None if key == "none" else key, attention_kwargs=kwargs)
 
 
+def _head_variant(token: str):
+    """``head`` or ``head:arg=value`` (e.g. ``cc:recurrence=1``) -> a segmentation comparison entry."""
+    from ..cli import CLIError
+    from .compare import Variant
+
+    name, *settings = token.split(":")
+    _check_head([name])
+    try:
+        kwargs = tuple(_kv(item) for item in settings)
+    except argparse.ArgumentTypeError as err:
+        raise CLIError(f"--head {token}: {err}") from None
+    return Variant(token, None, attention_kwargs=kwargs, head=name)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
 
-    variants = [_variant(token.strip()) for token in args.attention.split(",") if token.strip()]
+    if args.task == "segmentation":
+        variants = [_head_variant(token.strip()) for token in args.head.split(",") if token.strip()]
+    else:
+        variants = [_variant(token.strip()) for token in args.attention.split(",") if token.strip()]
     _check_attention([v.attention for v in variants])
     base = _run(lambda: _base_config(args))
     _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress, jobs=args.jobs))
@@ -172,6 +228,8 @@ def add_parser(sub) -> None:
     p.add_argument("--position", default="standard", choices=("standard", "pre", "post", "identity"))
     p.add_argument("--attention-kw", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="module argument, repeatable (e.g. --attention-kw reduction=8)")
+    p.add_argument("--head", default="fcn", help="segmentation: decode head (fcn, nonlocal, cc, danet, oc, asp_oc, "
+                   "psa, ema, mhsa, transformer, sanet, strip) or unet / attention_unet (default fcn)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run folder (default runs/<backbone>-<attention>-<hash>)")
     _recipe_arguments(p)
@@ -181,6 +239,8 @@ def add_parser(sub) -> None:
     p.add_argument("--attention", default=",".join(DEMO_MODULES), help="comma-separated keys, 'none' for the "
                    "plain backbone, KEY:ARG=VALUE for module arguments (e.g. sge:groups=8) "
                    f"(default {','.join(DEMO_MODULES)})")
+    p.add_argument("--head", default="fcn,nonlocal,cc,danet", help="segmentation: comma-separated heads, "
+                   "HEAD:ARG=VALUE for module arguments (default fcn,nonlocal,cc,danet)")
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, e.g. 1,2,3")
     p.add_argument("--out", default="runs/compare")
     _jobs_argument(p)
