@@ -82,6 +82,9 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     s.add_argument("--scene-size", type=_positive(int), default=64, help="Fashion-MNIST scene side (default 64)")
     s.add_argument("--crop-size", type=_positive(int), default=512, help="training crop of folder data (default 512)")
     s.add_argument("--workers", type=int, default=2, help="DataLoader processes for folder data (default 2)")
+    s.add_argument("--head-lr-mult", type=_positive(float), default=1.0, help="learning-rate multiplier of the "
+                   "decode head, whose zero-initialised residual scales otherwise grow slowly (PyTorch-Encoding, "
+                   "DANet's code base, trains head and auxiliary layer at 10; default 1, the papers' text)")
 
 
 def _jobs_argument(p: argparse.ArgumentParser) -> None:
@@ -106,7 +109,7 @@ def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
                        amp=args.amp, channels_last=args.channels_last, compile=args.compile, device=args.device,
                        pad=args.crop_pad, flip=not args.no_flip, task=args.task, output_stride=args.output_stride,
                        aux=not args.no_aux, scene_size=args.scene_size, crop_size=args.crop_size,
-                       workers=args.workers, **extra)
+                       workers=args.workers, head_lr_mult=args.head_lr_mult, **extra)
 
 
 def _check_attention(keys) -> None:

@@ -11,7 +11,7 @@ __all__ = ["TrainConfig", "SCHEDULES", "SEGMENTATION_FIELDS"]
 
 SCHEDULES = ("onecycle", "cosine", "poly")
 #: Fields only segmentation runs use; left out of a classification run's digest so its folder name is unchanged.
-SEGMENTATION_FIELDS = ("task", "head", "output_stride", "aux", "scene_size", "crop_size")
+SEGMENTATION_FIELDS = ("task", "head", "output_stride", "aux", "scene_size", "crop_size", "head_lr_mult")
 #: Fields that do not change what a run computes.
 NOT_RECIPE = ("epochs", "data_dir", "device", "workers")
 
@@ -51,6 +51,7 @@ class TrainConfig:
     scene_size: int = 64  # Fashion-MNIST scenes: canvas side
     crop_size: int = 512  # folder data sets: training crop side
     workers: int = 2  # DataLoader processes for folder data sets
+    head_lr_mult: float = 1.0  # decode head lr multiplier (PyTorch-Encoding, DANet's code base: 10 for head + aux)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -75,6 +76,8 @@ class TrainConfig:
         for name in ("scene_size", "crop_size"):
             if getattr(self, name) < 8:
                 raise ValueError(f"{name} must be >= 8, got {getattr(self, name)}")
+        if self.head_lr_mult <= 0:
+            raise ValueError(f"head_lr_mult must be positive, got {self.head_lr_mult}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
 

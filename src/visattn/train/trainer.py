@@ -67,10 +67,23 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
+def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """No weight decay on norms, biases and scales; a segmentation decode head at ``head_lr_mult`` x the lr."""
+    head = getattr(model, "decode_head", None) if config.task == "segmentation" else None
+    in_head = {id(p) for p in head.parameters()} if head is not None and config.head_lr_mult != 1 else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for p in model.parameters():
+        groups.setdefault((p.ndim > 1, id(p) in in_head), []).append(p)
+    return [{"params": ps, "weight_decay": config.weight_decay if decay else 0.0,
+             "lr": config.lr * (config.head_lr_mult if is_head else 1.0)}
+            for (decay, is_head), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
+
+
 def _schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total: int):
     if config.schedule == "onecycle" and total >= 4:
         # a quarter of the steps warm up (at least two, so very short runs still have both phases)
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
+        max_lr = [group["lr"] for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total,
                                                    pct_start=min(0.5, max(0.25, 2.0 / total)), div_factor=10,
                                                    final_div_factor=100)
     if config.schedule == "poly":  # lr * (1 - step / total) ^ 0.9, the segmentation papers' schedule
@@ -178,12 +191,7 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
         model.to(memory_format=torch.channels_last)
 
     loader = task.train_loader(config, train_data, dist)
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms, biases, scales
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=config.lr,
-                                momentum=config.momentum, nesterov=True)
+    optimizer = torch.optim.SGD(_param_groups(model, config), lr=config.lr, momentum=config.momentum, nesterov=True)
     scheduler = _schedule(config, optimizer, config.epochs * len(loader))
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
 
