@@ -245,7 +245,8 @@ def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Lead
         members = [r for r in rows if r["group"] == group]
         if not group:
             members.sort(key=lambda r: -r[f"{metric}_mean"])
-            baseline = next((r for r in members if r.get("head", r["attention"]) in ("none", "fcn")), None)
+            baseline = next((r for r in members if r.get("head", r["attention"]) in ("none", "fcn")),
+                            next((r for r in members if r.get("head") == "unet"), None))  # U-Net vs Attention U-Net
         else:  # the module's default setting (its bare key), as the paper's tables compare against
             baseline = next((r for r in members if r["slug"] == r["attention"]), members[0])
             lines += [f"## {group}", ""]
