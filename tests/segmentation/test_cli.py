@@ -50,3 +50,16 @@ def test_bad_mask_is_one_line_exit_2(generic_root, tmp_path, capsys):
     (generic_root / "masks" / "val" / "im0.png").unlink()
     assert main(argv) == 2
     assert "im0.png: no mask for image im0.png" in capsys.readouterr().err
+
+
+def test_voc_and_folder_runs(voc_root, generic_root, tmp_path):
+    for name, root in (("voc", voc_root), ("seg-folder", generic_root)):
+        out = tmp_path / name
+        assert main(["train", "--task", "segmentation", "--dataset", name, "--data-dir", str(root), "--head", "oc",
+                     "--crop-size", "24", "--batch-size", "2", "--epochs", "1", "--workers", "0", "--device", "cpu",
+                     "--no-progress", "--out", str(out)]) == 0
+        result = json.loads((out / "result.json").read_text())
+        assert len(result["per_class_iou"]) == (21 if name == "voc" else 4)
+        # whole validation images of different sizes, every labelled pixel counted once, the ignore pixel not
+        labelled = 37 * 45 + 40 * 43 - 2 if name == "voc" else 30 * 41 + 31 * 41 - 2
+        assert sum(map(sum, result["confusion"])) == labelled

@@ -162,6 +162,8 @@ def test_backbone_and_aux_parameters():
     torchvision_body = 25_557_032 - 2048 * 1000 - 1000
     stem_v1c = _conv_module(3, 32, 3) + _conv_module(32, 32, 3) + _conv_module(32, 64, 3)
     assert _count(DilatedResNet("resnet50")) == torchvision_body - 7 * 7 * 3 * 64 - 2 * 64 + stem_v1c
+    # ResNetV1c-101 the same way from torchvision's ResNet-101 (44,549,160 with its fc)
+    assert _count(DilatedResNet("resnet101")) == 44_549_160 - 2048 * 1000 - 1000 - 7 * 7 * 3 * 64 - 2 * 64 + stem_v1c
     m = create_segmenter("fcn", 19, backbone="resnet18")  # build check for the small ImageNet backbone
     aux = create_segmenter("fcn", 19, backbone="tiny").aux_head
     assert _count(aux) == _conv_module(64, 32, 3) + 32 * 19 + 19
