@@ -235,7 +235,8 @@ def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Lead
     where = base.dataset + (f" ({base.scene_size}x{base.scene_size})" if base.dataset == "fashion-scenes" else "")
     lines = [f"# {title}", "",
              f"{what} on {where}, {base.epochs} epoch(s), batch {base.batch_size}, lr {base.lr} "
-             f"({base.schedule}), {seeds} seed(s) each"
+             f"({base.schedule})" + (f", decode head at {base.head_lr_mult:g}x the lr" if base.task == "segmentation"
+                                     and base.head_lr_mult != 1 else "") + f", {seeds} seed(s) each"
              + (f", the first {base.train_limit:,} training images" if base.train_limit else ", all training images")
              + (f", the first {base.val_limit:,} test images" if base.val_limit else ", all test images")
              + ". Latency: median forward of one image, batch 1. Train time and images/s are wall-clock on the "
