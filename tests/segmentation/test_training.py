@@ -108,3 +108,19 @@ def test_head_lr_multiplier_groups():
     assert any(p is model.decode_head.context.gamma for g in groups if g["lr"] == pytest.approx(0.2)
                for p in g["params"])
     assert len(_param_groups(model, config())) == 2  # the default: the papers' single learning rate
+
+
+def test_loss_is_the_weighted_sum_of_every_output():
+    import torch.nn.functional as F
+
+    from visattn.segmentation import create_segmenter
+    from visattn.train.tasks import SegmentationTask
+
+    model = create_segmenter("danet", 4, backbone="tiny", in_chans=1).train()
+    x, y = torch.randn(2, 1, 24, 24), torch.randint(0, 4, (2, 24, 24))
+    y[0, :3] = 255  # ignored pixels
+    out = model(x)
+    ce = {k: F.cross_entropy(v, y, ignore_index=255) for k, v in out.items()}
+    expected = ce["out"] + 0.4 * ce["aux"] + ce["pam"] + ce["cam"]
+    got = SegmentationTask().loss(model, config(), out, y)
+    torch.testing.assert_close(got, expected)
