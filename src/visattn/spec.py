@@ -25,7 +25,8 @@ from typing import Any
 
 from .registry import info, list_modules
 
-__all__ = ["ModuleSpec", "SpecError", "parse_module", "parse_modules", "module_arguments"]
+__all__ = ["ModuleSpec", "SpecError", "parse_module", "parse_modules", "module_arguments", "literal_or_word",
+           "split_top_level"]
 
 
 class SpecError(ValueError):
@@ -67,6 +68,17 @@ def _literal(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return _WORD
+
+
+def literal_or_word(text: str) -> Any:
+    """``text`` as a Python literal (``8``, ``(3, 5)``, ``True``), or the plain word itself (``tanh``)."""
+    value = _literal(text)
+    return text if value is _WORD else value
+
+
+def split_top_level(text: str, sep: str) -> list[str]:
+    """Split ``text`` on ``sep`` outside brackets and quotes (``psa:pool_sizes=(20,12)`` stays whole)."""
+    return _split(text, sep)
 
 
 def _split(text: str, sep: str) -> list[str]:

@@ -41,6 +41,9 @@ class StreamedImageData:
     size: int
     channels: int = 3
 
+    #: images are decoded from disk batch by batch (:class:`~visattn.data.loader.ImageData` has them in memory)
+    in_memory = False
+
     def __len__(self) -> int:
         return len(self.labels)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..cli import add_device_argument, add_quiet_argument
 from ..data.loader import DATASETS, DEFAULT_MEMORY_BUDGET_MB
+from ..data.segmentation import SEG_DATASETS
 from .config import SCHEDULES, TrainConfig
 
 __all__ = ["add_parser", "DEMO_MODULES"]
@@ -66,18 +67,26 @@ def _positive(kind):
 
 def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g = p.add_argument_group("recipe")
-    g.add_argument("--backbone", default="resnet20", help="e.g. resnet20, resnet56, resnet18 (default resnet20)")
-    g.add_argument("--dataset", default="fashion-mnist", choices=DATASETS, help="the data set")
+    g.add_argument("--task", choices=("classification", "segmentation"), default="classification",
+                   help="classification, or segmentation (a decode head on a dilated backbone, see --head)")
+    g.add_argument("--backbone", default=None, help="e.g. resnet20, resnet56, resnet18, plaincnn (default resnet20); "
+                   "segmentation: tiny, resnet18, resnet50, resnet101 (dilated; default tiny)")
+    g.add_argument("--dataset", default=None, choices=DATASETS + SEG_DATASETS,
+                   help="the data set (default fashion-mnist; segmentation: fashion-scenes)")
     g.add_argument("--data-dir", default=None, help="data folder, used exactly as given (Fashion-MNIST idx files, "
-                   "a CIFAR python folder, or an ImageFolder tree with train/ and val/) (default: $VISATTN_DATA; "
+                   "a CIFAR python folder, an ImageFolder tree with train/ and val/; segmentation: a VOC2012 folder, "
+                   "or classes.txt + images/{train,val}/ + masks/{train,val}/) (default: $VISATTN_DATA; "
                    "Fashion-MNIST is searched for when neither is set)")
     g.add_argument("--memory-budget-mb", type=_non_negative(int), default=DEFAULT_MEMORY_BUDGET_MB,
                    help="ImageFolder data whose decoded images need more than this many MiB are streamed from disk "
                    "by DataLoader workers instead of held in memory (0: always stream)")
     g.add_argument("--epochs", type=_positive(int), default=epochs, help="training epochs")
-    g.add_argument("--batch-size", type=_positive(int), default=128, help="images per batch (per process)")
-    g.add_argument("--lr", type=_positive(float), default=0.1, help="peak learning rate (SGD, Nesterov)")
-    g.add_argument("--schedule", choices=SCHEDULES, default="onecycle", help="learning-rate schedule")
+    g.add_argument("--batch-size", type=_positive(int), default=None,
+                   help="images per batch, per process (default 128; segmentation: 16)")
+    g.add_argument("--lr", type=_positive(float), default=None,
+                   help="peak learning rate, SGD with Nesterov momentum (default 0.1; segmentation: 0.01)")
+    g.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help="learning-rate schedule (default onecycle; segmentation: poly, power 0.9)")
     g.add_argument("--wd", type=_non_negative(float), default=5e-4, help="weight decay (not on norms and biases)")
     g.add_argument("--train-limit", type=_positive(int), default=None,
                    help="use only the first N training images (default: all)")
@@ -93,6 +102,16 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     add_device_argument(g)
     add_quiet_argument(g)
+    s = p.add_argument_group("segmentation")
+    s.add_argument("--output-stride", type=int, choices=(8, 16, 32), default=8, help="dilated backbone's output "
+                   "stride")
+    s.add_argument("--no-aux", action="store_true", help="no auxiliary FCN head on stage 3 (loss weight 0.4)")
+    s.add_argument("--scene-size", type=_positive(int), default=64, help="Fashion-MNIST scene side")
+    s.add_argument("--crop-size", type=_positive(int), default=512, help="training crop of folder data")
+    s.add_argument("--workers", type=_non_negative(int), default=2, help="DataLoader processes for folder data")
+    s.add_argument("--head-lr-mult", type=_positive(float), default=1.0, help="learning-rate multiplier of the "
+                   "decode head, whose zero-initialised residual scales otherwise grow slowly (PyTorch-Encoding, "
+                   "DANet's code base, trains head and auxiliary layer at 10; 1 is the papers' text)")
 
 
 def _jobs_argument(p: argparse.ArgumentParser) -> None:
@@ -101,12 +120,26 @@ def _jobs_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
-    _check_backbone(args.backbone)
-    return TrainConfig(backbone=args.backbone, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, weight_decay=args.wd,
-                       train_limit=args.train_limit, val_limit=args.val_limit, image_size=args.image_size,
-                       amp=args.amp, channels_last=args.channels_last, compile=args.compile, device=args.device,
-                       pad=args.crop_pad, flip=not args.no_flip, memory_budget_mb=args.memory_budget_mb, **extra)
+    seg = args.task == "segmentation"
+    if seg and args.dataset in DATASETS or not seg and args.dataset in SEG_DATASETS:
+        raise ValueError(f"--dataset {args.dataset} is not a {args.task} data set; choose from "
+                         f"{', '.join(SEG_DATASETS if seg else DATASETS)}")
+
+    def pick(value, classification, segmentation):
+        return value if value is not None else (segmentation if seg else classification)
+
+    backbone = pick(args.backbone, "resnet20", "tiny")
+    if not seg:
+        _check_backbone(backbone)
+    return TrainConfig(backbone=backbone, dataset=pick(args.dataset, "fashion-mnist", "fashion-scenes"),
+                       data_dir=args.data_dir, epochs=args.epochs, batch_size=pick(args.batch_size, 128, 16),
+                       lr=pick(args.lr, 0.1, 0.01), schedule=pick(args.schedule, "onecycle", "poly"),
+                       weight_decay=args.wd, train_limit=args.train_limit, val_limit=args.val_limit,
+                       image_size=args.image_size, amp=args.amp, channels_last=args.channels_last,
+                       compile=args.compile, device=args.device, pad=args.crop_pad, flip=not args.no_flip,
+                       memory_budget_mb=args.memory_budget_mb, task=args.task, output_stride=args.output_stride,
+                       aux=not args.no_aux, scene_size=args.scene_size, crop_size=args.crop_size,
+                       workers=args.workers, head_lr_mult=args.head_lr_mult, **extra)
 
 
 def _check_backbone(name: str) -> None:
@@ -171,15 +204,29 @@ def _run(fn):
         raise CLIError(message) from None
 
 
+def _check_head(names) -> None:
+    from ..cli import CLIError
+    from ..segmentation import list_heads
+
+    for name in names:
+        if name not in list_heads():
+            raise CLIError(f"unknown segmentation head {name!r}; choose from {', '.join(list_heads())}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..cli import check_out_dir
     from .trainer import train
 
     spec = _train_module(args)
     attention = None if spec.key == "none" else spec.key
+    extra = {}
+    if args.task == "segmentation":
+        _check_head([args.head])
+        extra["head"] = args.head
     config = _run(lambda: _base_config(args, attention=attention, position=args.position,
-                                       attention_kwargs=spec.kwargs_dict(), seed=args.seed))
-    out = args.out or f"runs/{config.backbone}-{config.attention or 'none'}-{config.digest()}"
+                                       attention_kwargs=spec.kwargs_dict(), seed=args.seed, **extra))
+    name = config.head if config.task == "segmentation" else config.attention or "none"
+    out = args.out or f"runs/{config.backbone}-{name}-{config.digest()}"
     check_out_dir(out)
     try:
         _run(lambda: train(config, out, progress=not args.quiet))
@@ -219,7 +266,36 @@ def _compare(args: argparse.Namespace, variants) -> int:
     return 0
 
 
+def _head_variant(token: str):
+    """``head`` or ``head:arg=value`` (e.g. ``cc:recurrence=1``) -> a segmentation comparison entry."""
+    from ..cli import CLIError
+    from ..spec import literal_or_word, split_top_level
+    from .compare import Variant
+
+    name, *settings = split_top_level(token, ":")
+    _check_head([name])
+    kwargs = []
+    for item in settings:
+        arg, eq, raw = item.partition("=")
+        if not eq or not arg.strip():
+            raise CLIError(f"--head {token}: expected ARG=VALUE after ':', got {item!r}")
+        kwargs.append((arg.strip(), literal_or_word(raw.strip())))
+    return Variant(token, None, attention_kwargs=tuple(kwargs), head=name)
+
+
+def _split_list(text: str) -> list[str]:
+    from ..cli import CLIError
+    from ..spec import split_top_level
+
+    tokens = [t.strip() for t in split_top_level(text, ",") if t.strip()]
+    if not tokens:
+        raise CLIError("--head: give at least one head, e.g. --head fcn,cc")
+    return tokens
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
+    if args.task == "segmentation":
+        return _compare(args, [_head_variant(token) for token in _split_list(args.head)])
     return _compare(args, _variants(args.attention))
 
 
@@ -235,22 +311,28 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a backbone with an attention module", epilog=_EPILOG)
+    p = sub.add_parser("train", help="train a backbone with an attention module, or a segmentation head",
+                       epilog=_EPILOG)
     p.add_argument("--attention", default="none", metavar="KEY[:ARG=VALUE...]",
                    help="the module, with its arguments if wanted (e.g. se:reduction=8), or none")
     p.add_argument("--position", default="standard", choices=("standard", "pre", "post", "identity"),
                    help="where the module sits in each residual block")
     p.add_argument("--attention-kw", type=_arg_value, action="append", default=[], metavar="ARG=VALUE",
                    help="module argument, repeatable (the same as KEY:ARG=VALUE; e.g. --attention-kw reduction=8)")
+    p.add_argument("--head", default="fcn", help="segmentation: decode head (fcn, nonlocal, cc, danet, oc, asp_oc, "
+                   "psa, ema, mhsa, transformer, sanet, strip) or unet / attention_unet")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation")
     p.add_argument("--out", default=None, help="run folder (default runs/<backbone>-<attention>-<hash>)")
     _recipe_arguments(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("compare", help="train several modules with one recipe and rank them", epilog=_EPILOG)
+    p = sub.add_parser("compare", help="train several modules (or segmentation heads) with one recipe and rank them",
+                       epilog=_EPILOG)
     p.add_argument("--attention", default=",".join(DEMO_MODULES), metavar="KEY[:ARG=VALUE...],...",
                    help="comma-separated modules, 'none' for the plain backbone, KEY:ARG=VALUE for module "
-                   f"arguments (e.g. none,se,sge:groups=8) (default {','.join(DEMO_MODULES)})")
+                   "arguments (e.g. none,se,sge:groups=8)")
+    p.add_argument("--head", default="fcn,nonlocal,cc,danet", metavar="HEAD[:ARG=VALUE...],...",
+                   help="segmentation: comma-separated heads, HEAD:ARG=VALUE for module arguments")
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, e.g. 1,2,3")
     p.add_argument("--out", default="runs/compare", help="folder of the runs and the leaderboard")
     _jobs_argument(p)

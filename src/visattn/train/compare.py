@@ -36,10 +36,14 @@ class Variant:
     position: str = "standard"
     attention_kwargs: tuple[tuple[str, Any], ...] = ()
     group: str = ""
+    head: str | None = None  # segmentation: the decode head (its module arguments in attention_kwargs)
 
     @property
     def slug(self) -> str:
         """Folder name: the module, then what differs from its defaults (equal recipes share a folder)."""
+        if self.head is not None:
+            parts = [self.head, *(f"{k}{v}" for k, v in self.attention_kwargs)]
+            return "-".join(str(p).replace("_", "") for p in parts)
         parts = [self.attention or "none"]
         if self.position != "standard":
             parts.append(self.position)
@@ -48,8 +52,9 @@ class Variant:
         return "-".join(str(p).replace("_", "") for p in parts)
 
     def apply(self, base: TrainConfig, seed: int) -> TrainConfig:
+        head = {"head": self.head} if self.head is not None else {}
         return replace(base, attention=self.attention, position=self.position,
-                       attention_kwargs=dict(self.attention_kwargs), seed=seed)
+                       attention_kwargs=dict(self.attention_kwargs), seed=seed, **head)
 
 
 #: The SE paper's ablations (Hu et al., Tables 11-14): group -> (column title, argument, values).
@@ -152,47 +157,65 @@ def _train_in_parallel(tasks: list[tuple[str, TrainConfig, Path]], jobs: int,
 
 def _check_buildable(base: TrainConfig, variants: Sequence[Variant]) -> None:
     """Build every variant's model once before any training, so a bad setting fails in seconds, not hours."""
-    in_chans = 1 if base.dataset == "fashion-mnist" else 3
     for variant in variants:
         try:
-            build_model(variant.apply(base, 0), in_chans, 10)
+            _model_and_input(variant.apply(base, 0))
         except (ValueError, TypeError) as err:
             raise ValueError(f"{variant.label}: {err}") from None
 
 
+def _model_and_input(config: TrainConfig) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """The run's model, built without reading its data, and the shape of one input image (batch 1)."""
+    if config.task == "segmentation":
+        from .tasks import SegmentationTask
+
+        task = SegmentationTask()
+        return task.build_model(config), task.sample_shape(config)
+    in_chans = 1 if config.dataset == "fashion-mnist" else 3
+    size = 28 if config.dataset == "fashion-mnist" else config.image_size
+    model = build_model(config, in_chans, 100 if config.dataset == "cifar100" else 10)
+    return model, (1, in_chans, size, size)
+
+
+def _metric(base: TrainConfig) -> tuple[str, str]:
+    """The headline score's result key and column title."""
+    return ("miou", "mIoU %") if base.task == "segmentation" else ("accuracy", "top-1 acc. %")
+
+
 def leaderboard_rows(base: TrainConfig, variants: Sequence[Variant], results: dict[str, list[dict]], *,
                      latency: bool = True) -> list[dict]:
+    metric, _ = _metric(base)
     rows, seen = [], set()
     for variant in variants:
         if variant.slug in seen and not variant.group:
             continue
         seen.add(variant.slug)
         runs = results[variant.slug]
-        accs = [r["accuracy"] for r in runs]
+        accs = [r[metric] for r in runs]
         first = runs[0]
         row = {
             "label": variant.label, "group": variant.group, "attention": variant.attention or "none",
-            "slug": variant.slug, "accuracy_mean": statistics.fmean(accs),
-            "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "seeds": len(accs),
+            "slug": variant.slug, f"{metric}_mean": statistics.fmean(accs),
+            f"{metric}_std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "seeds": len(accs),
             "params": first["params"], "flops": first["flops"],
             "train_time_s": statistics.fmean(r["train_time_s"] for r in runs),
             "images_per_s": statistics.fmean(r["images_per_s"] for r in runs),
         }
+        if variant.head is not None:
+            row["head"] = variant.head
         if latency:
-            cfg = variant.apply(base, 0)
-            in_chans = 1 if base.dataset == "fashion-mnist" else 3
-            size = 28 if base.dataset == "fashion-mnist" else base.image_size
-            model = build_model(cfg, in_chans, 100 if base.dataset == "cifar100" else 10)
-            row["latency_cpu_ms"] = model_latency(model, (1, in_chans, size, size), "cpu")
+            model, shape = _model_and_input(variant.apply(base, 0))
+            row["latency_cpu_ms"] = model_latency(model, shape, "cpu")
             if torch.cuda.is_available():
-                row["latency_gpu_ms"] = model_latency(model, (1, in_chans, size, size), "cuda")
+                row["latency_gpu_ms"] = model_latency(model, shape, "cuda")
         rows.append(row)
     return rows
 
 
-def _fmt_row(r: dict, baseline: dict | None) -> str:
-    delta = f"{r['accuracy_mean'] - baseline['accuracy_mean']:+.2f}" if baseline else ""
-    acc = f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f}" if r["seeds"] > 1 else f"{r['accuracy_mean']:.2f}"
+def _fmt_row(r: dict, baseline: dict | None, metric: str = "accuracy") -> str:
+    mean, std = r[f"{metric}_mean"], r[f"{metric}_std"]
+    delta = f"{mean - baseline[f'{metric}_mean']:+.2f}" if baseline else ""
+    acc = f"{mean:.2f} ± {std:.2f}" if r["seeds"] > 1 else f"{mean:.2f}"
     lat = f"{r['latency_cpu_ms']:.2f}" if "latency_cpu_ms" in r else "-"
     gpu = f" {r['latency_gpu_ms']:.2f} |" if "latency_gpu_ms" in r else ""
     return (f"| {r['label']} | {acc} | {delta} | {r['params']:,} | "
@@ -202,14 +225,18 @@ def _fmt_row(r: dict, baseline: dict | None) -> str:
 def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Leaderboard") -> str:
     """Markdown tables: one for a comparison, one per ablation group (the SE paper's layout)."""
     gpu = any("latency_gpu_ms" in r for r in rows)
-    head = ("| {first} | top-1 acc. %" + (" (mean ± std)" if max(r["seeds"] for r in rows) > 1 else "")
+    metric, title_metric = _metric(base)
+    head = ("| {first} | " + title_metric + (" (mean ± std)" if max(r["seeds"] for r in rows) > 1 else "")
             + " | Δ vs {ref} | params | MFLOPs | CPU latency ms |"
             + (" GPU latency ms |" if gpu else "") + " train time s | train img/s |")
     rule = "|---" * (9 if gpu else 8) + "|"
     seeds = max(r["seeds"] for r in rows)
+    what = f"{base.backbone}-D{base.output_stride} decode heads" if base.task == "segmentation" else base.backbone
+    where = base.dataset + (f" ({base.scene_size}x{base.scene_size})" if base.dataset == "fashion-scenes" else "")
     lines = [f"# {title}", "",
-             f"{base.backbone} on {base.dataset}, {base.epochs} epoch(s), batch {base.batch_size}, lr {base.lr} "
-             f"({base.schedule}), {seeds} seed(s) each"
+             f"{what} on {where}, {base.epochs} epoch(s), batch {base.batch_size}, lr {base.lr} "
+             f"({base.schedule})" + (f", decode head at {base.head_lr_mult:g}x the lr" if base.task == "segmentation"
+                                     and base.head_lr_mult != 1 else "") + f", {seeds} seed(s) each"
              + (f", the first {base.train_limit:,} training images" if base.train_limit else ", all training images")
              + (f", the first {base.val_limit:,} test images" if base.val_limit else ", all test images")
              + ". Latency: median forward of one image, batch 1. Train time and images/s are wall-clock on the "
@@ -218,15 +245,16 @@ def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Lead
     for group in groups:
         members = [r for r in rows if r["group"] == group]
         if not group:
-            members.sort(key=lambda r: -r["accuracy_mean"])
-            baseline = next((r for r in members if r["attention"] == "none"), None)
+            members.sort(key=lambda r: -r[f"{metric}_mean"])
+            baseline = next((r for r in members if r.get("head", r["attention"]) in ("none", "fcn")),
+                            next((r for r in members if r.get("head") == "unet"), None))  # U-Net vs Attention U-Net
         else:  # the module's default setting (its bare key), as the paper's tables compare against
             baseline = next((r for r in members if r["slug"] == r["attention"]), members[0])
             lines += [f"## {group}", ""]
-        first = ABLATIONS[group][0] if group in ABLATIONS else "module"
+        first = ABLATIONS[group][0] if group in ABLATIONS else ("head" if base.task == "segmentation" else "module")
         ref = baseline["label"] if baseline else "-"
         lines += [head.format(first=first, ref=ref), rule]
-        lines += [_fmt_row(r, baseline) for r in members]
+        lines += [_fmt_row(r, baseline, metric) for r in members]
         lines.append("")
     return "\n".join(lines)
 
@@ -239,4 +267,4 @@ def write_leaderboard(out: Path, base: TrainConfig, rows: list[dict], title: str
     except ImportError:
         print("matplotlib is not installed: no plots (pip install 'visattn[viz]')", file=sys.stderr)
         return
-    plot_leaderboard(out, rows)
+    plot_leaderboard(out, rows, *_metric(base))

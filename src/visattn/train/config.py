@@ -7,9 +7,13 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["TrainConfig", "SCHEDULES"]
+__all__ = ["TrainConfig", "SCHEDULES", "SEGMENTATION_FIELDS"]
 
-SCHEDULES = ("onecycle", "cosine")
+SCHEDULES = ("onecycle", "cosine", "poly")
+#: Fields only segmentation runs use; left out of a classification run's digest so its folder name is unchanged.
+SEGMENTATION_FIELDS = ("task", "head", "output_stride", "aux", "scene_size", "crop_size", "head_lr_mult")
+#: Fields that do not change what a run computes.
+NOT_RECIPE = ("epochs", "data_dir", "device", "workers", "memory_budget_mb")
 
 
 @dataclass
@@ -40,9 +44,15 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     memory_budget_mb: int = 2048  # ImageFolder data larger than this (MiB) is streamed from disk; same batches
-
-    #: how a run is carried out, not what it computes: may differ between a run and its resumption
-    _HOW = ("epochs", "data_dir", "device", "memory_budget_mb")
+    # segmentation (task="segmentation"): the head or network, and its data
+    task: str = "classification"
+    head: str = "fcn"  # a decode head (visattn.segmentation.HEADS), or unet / attention_unet
+    output_stride: int = 8
+    aux: bool = True  # auxiliary FCN head on stage 3, loss weight 0.4
+    scene_size: int = 64  # Fashion-MNIST scenes: canvas side
+    crop_size: int = 512  # folder data sets: training crop side
+    workers: int = 2  # DataLoader processes for folder data sets
+    head_lr_mult: float = 1.0  # decode head lr multiplier (PyTorch-Encoding, DANet's code base: 10 for head + aux)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -62,6 +72,19 @@ class TrainConfig:
             self.pad = 0 if self.dataset == "fashion-mnist" else 4
         if self.pad < 0:
             raise ValueError(f"pad must be >= 0, got {self.pad}")
+        if self.task not in ("classification", "segmentation"):
+            raise ValueError(f"task must be 'classification' or 'segmentation', got {self.task!r}")
+        if self.task == "segmentation" and self.attention is not None:
+            raise ValueError("segmentation runs put attention in the decode head: use head=..., not attention")
+        if self.output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
+        for name in ("scene_size", "crop_size"):
+            if getattr(self, name) < 8:
+                raise ValueError(f"{name} must be >= 8, got {getattr(self, name)}")
+        if self.head_lr_mult <= 0:
+            raise ValueError(f"head_lr_mult must be positive, got {self.head_lr_mult}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,13 +98,13 @@ class TrainConfig:
         """Whether ``other`` computes the same thing (the epoch budget may grow: a run can be extended)."""
         a, b = self.to_dict(), other.to_dict()
         for d in (a, b):
-            for name in self._HOW:
-                d.pop(name)
+            for key in NOT_RECIPE:
+                d.pop(key)
         return a == b
 
     def digest(self) -> str:
         """Short hash of the recipe, for naming runs."""
         d = self.to_dict()
-        for name in self._HOW[1:]:
-            d.pop(name)
+        for key in NOT_RECIPE[1:] + (SEGMENTATION_FIELDS if self.task == "classification" else ()):
+            d.pop(key)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]

@@ -1,4 +1,7 @@
-"""One training run: a backbone with (or without) an attention module, on one data set, resumable.
+"""One training run, resumable: a classifier with (or without) an attention module, or a segmentation network.
+
+The loop is the same for every task; what differs (data, model, loss, metric) comes from the
+:class:`~visattn.train.tasks.Task` of ``config.task``.
 
 Output folder layout::
 
@@ -20,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.loader import ImageData, load_dataset, make_loader, shard
+from ..data.loader import ImageData, load_dataset, make_loader, shard  # noqa: F401 (the classification task reads load_dataset here)
 from .checkpoint import atomic_write_text, load_latest, save_checkpoint
-from .config import TrainConfig
+from .config import NOT_RECIPE, TrainConfig
 from .distributed import DistInfo, all_reduce_sum, setup_distributed, teardown_distributed
 from .progress import Progress
 
@@ -64,12 +67,27 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
+def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """No weight decay on norms, biases and scales; a segmentation decode head at ``head_lr_mult`` x the lr."""
+    head = getattr(model, "decode_head", None) if config.task == "segmentation" else None
+    in_head = {id(p) for p in head.parameters()} if head is not None and config.head_lr_mult != 1 else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for p in model.parameters():
+        groups.setdefault((p.ndim > 1, id(p) in in_head), []).append(p)
+    return [{"params": ps, "weight_decay": config.weight_decay if decay else 0.0,
+             "lr": config.lr * (config.head_lr_mult if is_head else 1.0)}
+            for (decay, is_head), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
+
+
 def _schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total: int):
     if config.schedule == "onecycle" and total >= 4:
         # a quarter of the steps warm up (at least two, so very short runs still have both phases)
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
+        max_lr = [group["lr"] for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total,
                                                    pct_start=min(0.5, max(0.25, 2.0 / total)), div_factor=10,
                                                    final_div_factor=100)
+    if config.schedule == "poly":  # lr * (1 - step / total) ^ 0.9, the segmentation papers' schedule
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - min(step, total) / total) ** 0.9)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
 
 
@@ -93,6 +111,17 @@ def evaluate(model: nn.Module, data: ImageData, config: TrainConfig, device: tor
     return 100.0 * correct / n, loss_sum / n
 
 
+def _sync_buffers(model: nn.Module, dist: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BN statistics, EMA bases) before evaluation.
+
+    Then all ranks evaluate the model that rank 0 saves: DDP broadcasts buffers before each training forward,
+    but the last batch updates them again on each rank.
+    """
+    if dist.enabled:
+        for buffer in model.buffers():
+            torch.distributed.broadcast(buffer, 0)
+
+
 def _amp_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
@@ -103,7 +132,7 @@ def _prepare_out(out: Path, config: TrainConfig, is_main: bool) -> None:
         old = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
         if not old.same_run(config):
             diff = {k: (v, config.to_dict()[k]) for k, v in old.to_dict().items()
-                    if v != config.to_dict()[k] and k not in TrainConfig._HOW}
+                    if v != config.to_dict()[k] and k not in NOT_RECIPE}
             raise ConfigMismatchError(f"{out} holds a run with a different recipe (was -> now: {diff}); "
                                       "use another --out or delete that folder")
     if is_main:
@@ -136,38 +165,32 @@ def train(config: TrainConfig, out: str | Path, *, progress: bool = True, log=pr
 
 
 def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, progress: bool, log):
+    from .tasks import get_task
+
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # denormals slow CPU training several-fold
+    task = get_task(config)
     result_path = out / "result.json"
     if result_path.exists():
         done = json.loads(result_path.read_text())
         if TrainConfig.from_dict(done["config"]).same_run(config) and done["epochs"] >= config.epochs:
-            log(f"{out}: already finished ({done['accuracy']:.2f}% after {done['epochs']} epochs)")
+            log(f"{out}: already finished ({task.summary(done)} after {done['epochs']} epochs)")
             return done
     out.mkdir(parents=True, exist_ok=True)
     _prepare_out(out, config, dist.is_main)
 
-    train_data, val_data = load_dataset(config.dataset, config.data_dir, train_limit=config.train_limit,
-                                        val_limit=config.val_limit, image_size=config.image_size,
-                                        memory_budget_mb=config.memory_budget_mb)
+    train_data, val_data = task.load_data(config)
     torch.manual_seed(config.seed)
-    model = build_model(config, train_data.in_chans, len(train_data.classes))
-    sample_shape = (1, *train_data.image_shape)
+    model = task.build_model(config, train_data)
+    sample_shape = task.sample_shape(config, train_data)
     params = sum(p.numel() for p in model.parameters())
     flops = count_flops(model, sample_shape)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
 
-    loader = make_loader(train_data, config.batch_size, shuffle=True, augment=True, pad=config.pad,
-                         flip=config.flip, seed=config.seed, rank=dist.rank, world_size=dist.world_size,
-                         drop_last=len(train_data) >= config.batch_size * dist.world_size)
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms, biases, scales
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=config.lr,
-                                momentum=config.momentum, nesterov=True)
+    loader = task.train_loader(config, train_data, dist)
+    optimizer = torch.optim.SGD(_param_groups(model, config), lr=config.lr, momentum=config.momentum, nesterov=True)
     scheduler = _schedule(config, optimizer, config.epochs * len(loader))
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
 
@@ -195,13 +218,12 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
                                                           else None)
     if config.compile:
         train_model = torch.compile(train_model)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
-    log(f"{config.backbone} + {config.attention or 'no attention'} ({params:,} params, {flops / 1e6:.1f} MFLOPs) "
+    log(f"{task.describe(config)} ({params:,} params, {flops / 1e6:.1f} MFLOPs) "
         f"on {config.dataset}: {len(train_data):,} train / {len(val_data):,} val images"
-        + ("" if isinstance(train_data, ImageData) else " (streamed from disk)") + f", {device}"
+        + ("" if getattr(train_data, "in_memory", True) else " (streamed from disk)") + f", {device}"
         + (f", {dist.world_size} processes" if dist.enabled else ""))
-    accuracy = val_loss = math.nan
+    scores: dict[str, Any] | None = None
     with Progress(config.epochs, enabled=progress and dist.is_main) as bar:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             loader.set_epoch(epoch)
@@ -214,7 +236,7 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=config.amp):
-                    loss = criterion(train_model(x), y)
+                    loss = task.loss(model, config, train_model(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -229,12 +251,13 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
                 bar.batch(i, loss_value, len(y) * dist.world_size)
             epoch_time = time.perf_counter() - t0
             elapsed += epoch_time
-            accuracy, val_loss = evaluate(model, val_data, config, device, dist)
-            record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen), "val_loss": val_loss,
-                      "val_accuracy": accuracy, "lr": scheduler.get_last_lr()[0], "epoch_time_s": epoch_time,
+            _sync_buffers(model, dist)
+            scores = task.evaluate(model, val_data, config, device, dist)
+            record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen), "val_loss": scores["loss"],
+                      **task.record(scores), "lr": scheduler.get_last_lr()[0], "epoch_time_s": epoch_time,
                       "images_per_s": seen * dist.world_size / epoch_time}
             summary = (f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f}, val loss "
-                       f"{val_loss:.4f}, val acc {accuracy:.2f}%, {record['images_per_s']:,.0f} img/s")
+                       f"{scores['loss']:.4f}, {task.summary(scores)}, {record['images_per_s']:,.0f} img/s")
             if bar.enabled:
                 bar.message(summary)
             else:  # --no-progress: no bars, but still one line per epoch (log is silent off rank 0)
@@ -247,16 +270,16 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
                     "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "elapsed": elapsed,
                     "schedule_steps": config.epochs * len(loader), "config": config.to_dict()})
 
-    if math.isnan(accuracy):  # nothing left to train: the last checkpoint is the final model
-        accuracy, val_loss = evaluate(model, val_data, config, device, dist)
+    if scores is None:  # nothing left to train: the last checkpoint is the final model
+        scores = task.evaluate(model, val_data, config, device, dist)
     result = {
-        "accuracy": accuracy, "loss": val_loss, "epochs": config.epochs, "params": params, "flops": flops,
+        **scores, "epochs": config.epochs, "params": params, "flops": flops,
         "train_time_s": elapsed, "images_per_s": config.epochs * len(train_data) / max(elapsed, 1e-9),
         "device": str(device), "world_size": dist.world_size, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "config": config.to_dict(),
     }
     if dist.is_main:
         atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
-    log(f"done: {accuracy:.2f}% top-1 on {len(val_data):,} val images after {config.epochs} epochs "
+    log(f"done: {task.summary(scores)} on {len(val_data):,} val images after {config.epochs} epochs "
         f"({elapsed:.0f} s of training)")
     return result

@@ -174,6 +174,11 @@ def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int 
         modules: draw only the visattn modules with these registry keys (default: all).
         log: where progress lines go.
     """
+    if _is_segmentation_run(Path(run_dir)):
+        from .show_seg import show_segmentation_run
+
+        return show_segmentation_run(Path(run_dir), Path(out) if out else None, images=images, query=query,
+                                     data_dir=data_dir, device=device, log=log)
     model, config, test, epoch, result = load_run(run_dir, data_dir=data_dir, device=device)
     class_ids = parse_classes(classes, test.classes)
     indices = select_images(test.labels, images, class_ids)
@@ -186,6 +191,13 @@ def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int 
     return show_model(model, test, Path(out) if out else run / "show", indices=indices, query=query, limit=limit,
                       gradcam_layer=gradcam_layer, title=f"visattn show: {run.name}", intro=intro, modules=modules,
                       log=log)
+
+
+def _is_segmentation_run(run: Path) -> bool:
+    try:
+        return json.loads((run / "config.json").read_text()).get("task") == "segmentation"
+    except (OSError, ValueError):
+        return False  # load_run reports what is wrong with the folder
 
 
 # -- the pictures of one module -----------------------------------------------------------------------------

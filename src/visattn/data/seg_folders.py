@@ -1,0 +1,232 @@
+"""Segmentation folders read from disk one image at a time: Pascal VOC's layout and a generic images/ + masks/.
+
+Pascal VOC 2012 (``VOCdevkit/VOC2012`` or any folder laid out the same way)::
+
+    JPEGImages/<id>.jpg
+    SegmentationClass/<id>.png                  palette PNGs: the pixel's palette index is its class
+    ImageSets/Segmentation/{train,val}.txt      one <id> per line
+
+21 classes (background + 20), 255 = ignore (VOC's object borders). A mask may also be an RGB PNG drawn in
+VOC's colour map; it is mapped back to classes.
+
+Generic layout (mmsegmentation's ``img_dir`` / ``ann_dir`` with plainer names)::
+
+    classes.txt                 one class name per line (line k is class k)
+    images/{train,val}/<name>.<jpg|png|...>
+    masks/{train,val}/<name>.png   single-channel (L or P) PNGs holding class indices, 255 = ignore
+
+Nothing is loaded into memory up front: :class:`SegFolder` is a map-style torch ``Dataset`` that opens
+one image and its mask per item, so a torch ``DataLoader`` with worker processes streams a data set of
+any size. What can be checked cheaply is checked when the data set is made (split file not empty, every
+image has a mask, image and mask sizes agree: PIL reads only the headers); a mask's values are checked
+when it is read (labels outside ``[0, num_classes)`` other than the ignore index, colours outside the
+palette). Every problem raises :class:`SegDataError`, one line naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+__all__ = ["SegDataError", "SegFolder", "voc_colormap", "VOC_CLASSES", "read_voc", "read_generic",
+           "IGNORE_INDEX"]
+
+IGNORE_INDEX = 255
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+               "tvmonitor")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class SegDataError(ValueError):
+    """A segmentation data file is missing, unreadable or inconsistent (the message names it)."""
+
+
+def voc_colormap(n: int = 256) -> torch.Tensor:
+    """Pascal VOC's colour map, ``(n, 3)`` uint8: class k's colour spreads k's bits over R, G, B (MSB first)."""
+    cmap = torch.zeros(n, 3, dtype=torch.uint8)
+    for k in range(n):
+        r = g = b = 0
+        c = k
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        cmap[k] = torch.tensor([r, g, b], dtype=torch.uint8)
+    return cmap
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("segmentation folders need Pillow: pip install pillow") from None
+    return Image
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with _pil().open(path) as img:
+            return img.size
+    except OSError as err:
+        raise SegDataError(f"{path}: not a readable image ({err})") from None
+
+
+def _read_image(path: Path, channels: int) -> torch.Tensor:
+    """uint8 ``(C, H, W)``."""
+    try:
+        with _pil().open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            w, h = img.size
+            raw = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    except OSError as err:
+        raise SegDataError(f"{path}: not a readable image ({err})") from None
+    return raw.view(h, w, channels).permute(2, 0, 1).contiguous()
+
+
+def _read_mask(path: Path, num_classes: int, palette: torch.Tensor | None) -> torch.Tensor:
+    """int64 ``(H, W)`` class indices, checked: values in [0, K) or the ignore index."""
+    try:
+        with _pil().open(path) as img:
+            mode = img.mode
+            w, h = img.size
+            if mode == "P":
+                pal = img.getpalette() or []
+                raw = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(h, w)
+            elif mode == "L":
+                raw = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(h, w)
+            elif mode in ("I", "I;16"):  # 16/32-bit grey: labels above 255 are reported, not wrapped
+                raw = torch.tensor(list(img.getdata()), dtype=torch.int64).view(h, w)
+            elif mode in ("RGB", "RGBA") and palette is not None:
+                raw = torch.frombuffer(bytearray(img.convert("RGB").tobytes()), dtype=torch.uint8).view(h, w, 3)
+            else:
+                raise SegDataError(f"{path}: mask mode {mode!r} is not supported (expected a palette or grey PNG"
+                                   + (" or an RGB PNG in the data set's colour map)" if palette is not None else ")"))
+    except OSError as err:
+        raise SegDataError(f"{path}: not a readable mask ({err})") from None
+    if raw.dim() == 3:  # RGB in the colour map -> classes
+        codes = (raw[..., 0].long() << 16) | (raw[..., 1].long() << 8) | raw[..., 2].long()
+        known = (palette[:, 0].long() << 16) | (palette[:, 1].long() << 8) | palette[:, 2].long()
+        keep = torch.cat([torch.arange(num_classes), torch.tensor([IGNORE_INDEX])])
+        table = {int(known[k]): int(k) for k in keep}
+        found = codes.unique()
+        unknown = [int(c) for c in found if int(c) not in table]
+        if unknown:
+            c = unknown[0]
+            raise SegDataError(f"{path}: colour ({c >> 16}, {(c >> 8) & 255}, {c & 255}) is not in the colour map "
+                               f"({len(unknown)} unknown colour(s))")
+        lut = torch.full((int(found.max()) + 1,), IGNORE_INDEX, dtype=torch.int64)
+        for c in found.tolist():
+            lut[c] = table[c]
+        return lut[codes]
+    mask = raw.long()
+    used = mask.unique()
+    bad = used[(used >= num_classes) & (used != IGNORE_INDEX)]
+    if len(bad):
+        raise SegDataError(f"{path}: label {int(bad[0])} is outside [0, {num_classes}) and not the ignore index "
+                           f"{IGNORE_INDEX}")
+    if mode == "P" and palette is not None and pal:
+        for k in used.tolist():
+            colour = tuple(pal[3 * k:3 * k + 3])
+            if len(colour) == 3 and colour != tuple(palette[k].tolist()):
+                raise SegDataError(f"{path}: palette colour {colour} of index {k} is not the colour map's "
+                                   f"{tuple(palette[k].tolist())} (unknown colour)")
+    return mask
+
+
+class SegFolder(torch.utils.data.Dataset):
+    """Image / mask pairs read from disk on demand; ``transform(image, mask, index)`` makes the sample.
+
+    Args:
+        pairs: ``(image path, mask path)`` per sample.
+        classes: class names (``len(classes)`` classes).
+        channels: 3 (RGB) or 1 (grey).
+        palette: colour map for RGB or palette masks (VOC's), or ``None`` (masks hold indices).
+        transform: ``(uint8 image (C, H, W), int64 mask (H, W), index) -> sample``; identity by default.
+        check_sizes: compare every image's and mask's size now (header reads only).
+    """
+
+    def __init__(self, pairs: list[tuple[Path, Path]], classes: list[str], *, channels: int = 3,
+                 palette: torch.Tensor | None = None, transform: Callable | None = None, check_sizes: bool = True):
+        self.pairs, self.classes, self.channels, self.palette = pairs, list(classes), channels, palette
+        self.transform = transform
+        if check_sizes:
+            for image, mask in pairs:
+                si, sm = _image_size(image), _image_size(mask)
+                if si != sm:
+                    raise SegDataError(f"{mask}: mask size {sm[0]}x{sm[1]} differs from its image {image.name} "
+                                       f"({si[0]}x{si[1]})")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def read(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 image ``(C, H, W)`` and int64 mask ``(H, W)`` of sample ``index``, checked."""
+        image_path, mask_path = self.pairs[index]
+        image = _read_image(image_path, self.channels)
+        mask = _read_mask(mask_path, self.num_classes, self.palette)
+        if tuple(image.shape[-2:]) != tuple(mask.shape):
+            raise SegDataError(f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "
+                               f"{image_path.name} ({image.shape[2]}x{image.shape[1]})")
+        return image, mask
+
+    def __getitem__(self, index: int):
+        image, mask = self.read(index)
+        return self.transform(image, mask, index) if self.transform is not None else (image, mask)
+
+
+def _split_ids(path: Path) -> list[str]:
+    if not path.is_file():
+        raise SegDataError(f"{path}: split file not found")
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise SegDataError(f"{path}: split file is empty")
+    return ids
+
+
+def read_voc(root: str | Path, split: str, **kwargs) -> SegFolder:
+    """Pascal VOC's segmentation ``split`` (``train`` / ``val`` / ``trainval``) under ``root``."""
+    root = Path(root)
+    if not (root / "JPEGImages").is_dir() and (root / "VOC2012" / "JPEGImages").is_dir():
+        root = root / "VOC2012"
+    ids = _split_ids(root / "ImageSets" / "Segmentation" / f"{split}.txt")
+    pairs = []
+    for i in ids:
+        image, mask = root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png"
+        if not image.is_file():
+            raise SegDataError(f"{image}: image listed in {split}.txt not found")
+        if not mask.is_file():
+            raise SegDataError(f"{mask}: no mask for image {image.name}")
+        pairs.append((image, mask))
+    return SegFolder(pairs, list(VOC_CLASSES), palette=voc_colormap(), **kwargs)
+
+
+def read_generic(root: str | Path, split: str, **kwargs) -> SegFolder:
+    """``root/images/<split>/*`` with ``root/masks/<split>/<same stem>.png`` and ``root/classes.txt``."""
+    root = Path(root)
+    classes_file = root / "classes.txt"
+    if not classes_file.is_file():
+        raise SegDataError(f"{classes_file}: not found (one class name per line; line k is class k)")
+    classes = [line.strip() for line in classes_file.read_text().splitlines() if line.strip()]
+    if not classes:
+        raise SegDataError(f"{classes_file}: no class names")
+    image_dir, mask_dir = root / "images" / split, root / "masks" / split
+    if not image_dir.is_dir():
+        raise SegDataError(f"{image_dir}: folder not found (expected images/{split}/ and masks/{split}/)")
+    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise SegDataError(f"{image_dir}: no images")
+    pairs = []
+    for image in images:
+        mask = mask_dir / f"{image.stem}.png"
+        if not mask.is_file():
+            raise SegDataError(f"{mask}: no mask for image {image.name}")
+        pairs.append((image, mask))
+    return SegFolder(pairs, classes, **kwargs)

@@ -1,0 +1,271 @@
+"""Segmentation data for training: in-memory scenes with batch-wise flips, or folders streamed by DataLoader workers.
+
+Both sources give the trainer the same thing: an iterable of ``(images, masks)`` batches (float images
+normalised per channel, int64 masks with :data:`IGNORE_INDEX` where a pixel has no label), with ``len`` and
+``set_epoch`` like :class:`~visattn.data.loader.BatchLoader`; and a validation iterable of whole images.
+
+Augmentation moves image and mask together (:func:`joint_augment`): a random scale (bilinear for the
+image, ``nearest-exact`` for the mask: both sample at pixel centres; plain ``nearest`` would shift the mask
+by up to half a source pixel against the image, which the alignment test catches), a random crop (padding
+with zeros / the ignore index where the scaled image is smaller than the crop) and a random horizontal
+flip, all drawn from one generator per sample, seeded by (seed, epoch, index) so that the result does not
+depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .seg_folders import IGNORE_INDEX, SegDataError, SegFolder, read_generic, read_voc
+
+__all__ = ["SEG_DATASETS", "SegData", "SegBatchLoader", "FolderLoader", "SegMeta", "joint_augment",
+           "load_segmentation", "segmentation_meta", "IGNORE_INDEX", "SegDataError"]
+
+#: Segmentation data sets: Fashion-MNIST scenes (made from the real Fashion-MNIST), Pascal VOC, images/ + masks/.
+SEG_DATASETS = ("fashion-scenes", "voc", "seg-folder")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass
+class SegMeta:
+    """What a model needs to know before any data is read."""
+
+    in_chans: int
+    classes: list[str]
+    input_size: tuple[int, int]  # the training crop (the scene size for scenes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class SegData:
+    """In-memory uint8 images ``(N, C, H, W)`` and uint8 masks ``(N, H, W)``, with class names and normalisation."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+
+def joint_augment(image: torch.Tensor, mask: torch.Tensor, crop: tuple[int, int], generator: torch.Generator, *,
+                  scale: tuple[float, float] = (0.5, 2.0), flip: bool = True,
+                  ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random scale, crop to ``crop`` and horizontal flip, the same for the image and its mask.
+
+    Args:
+        image: float ``(C, H, W)``.
+        mask: int64 ``(H, W)``.
+        crop: output ``(h, w)``.
+        generator: source of the random choices.
+        scale: range of the random scale factor (mmseg's ``ratio_range=(0.5, 2.0)``).
+        flip: flip horizontally with probability 1/2.
+        ignore_index: mask value of the padding.
+
+    Returns:
+        image ``(C, h, w)`` and mask ``(h, w)``.
+    """
+    lo, hi = scale
+    s = lo + (hi - lo) * float(torch.rand((), generator=generator))
+    h, w = mask.shape
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    if (nh, nw) != (h, w):
+        image = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+        mask = F.interpolate(mask[None, None].float(), size=(nh, nw), mode="nearest-exact")[0, 0].long()
+    ch, cw = crop
+    ph, pw = max(0, ch - nh), max(0, cw - nw)
+    if ph or pw:
+        image = F.pad(image, (0, pw, 0, ph))
+        mask = F.pad(mask, (0, pw, 0, ph), value=ignore_index)
+    top = int(torch.randint(0, image.shape[1] - ch + 1, (), generator=generator))
+    left = int(torch.randint(0, image.shape[2] - cw + 1, (), generator=generator))
+    image, mask = image[:, top:top + ch, left:left + cw], mask[top:top + ch, left:left + cw]
+    if flip and float(torch.rand((), generator=generator)) < 0.5:
+        image, mask = image.flip(-1), mask.flip(-1)
+    return image.contiguous(), mask.contiguous()
+
+
+def _shard(n: int, epoch: int, seed: int, shuffle: bool, rank: int, world_size: int, pad: bool = True) -> torch.Tensor:
+    """DistributedSampler's contract: a seeded permutation, padded by wrapping (``pad``), every ``world_size``-th item.
+
+    Evaluation shards without padding, so that no image is counted twice.
+    """
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+    if pad:
+        per_rank = -(-n // world_size)
+        order = torch.cat([order, order[: per_rank * world_size - n]])
+    return order[rank::world_size]
+
+
+class SegBatchLoader:
+    """Batches of an in-memory :class:`SegData`; training batches are flipped (image and mask together)."""
+
+    def __init__(self, data: SegData, batch_size: int, *, shuffle: bool = False, augment: bool = False,
+                 flip: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False):
+        self.data, self.batch_size, self.shuffle, self.augment, self.flip = data, batch_size, shuffle, augment, flip
+        self.seed, self.rank, self.world_size, self.drop_last, self.epoch = seed, rank, world_size, drop_last, 0
+        self._mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+        self._std = torch.tensor(data.std).view(1, -1, 1, 1)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        per_rank = -(-len(self.data) // self.world_size)
+        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+
+    def __iter__(self):
+        idx = _shard(len(self.data), self.epoch, self.seed, self.shuffle, self.rank, self.world_size)
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch * 31 + self.rank)
+        for start in range(0, len(idx), self.batch_size):
+            chunk = idx[start:start + self.batch_size]
+            if self.drop_last and len(chunk) < self.batch_size:
+                break
+            images, masks = self.data.images[chunk], self.data.masks[chunk].long()
+            if self.augment and self.flip:
+                flip = torch.rand(len(chunk), generator=g) < 0.5
+                images = torch.where(flip[:, None, None, None], images.flip(3), images)
+                masks = torch.where(flip[:, None, None], masks.flip(2), masks)
+            yield (images.float().div_(255) - self._mean) / self._std, masks
+
+
+class _Normalise:
+    """Sample transform of a folder: normalise, and (training) augment with a per-(seed, epoch, index) generator."""
+
+    def __init__(self, mean, std, crop: tuple[int, int] | None, seed: int, flip: bool = True):
+        self.mean, self.std = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+        self.crop, self.seed, self.flip, self.epoch = crop, seed, flip, 0
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor, index: int):
+        x = (image.float().div_(255) - self.mean) / self.std
+        if self.crop is None:
+            return x, mask
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+        return joint_augment(x, mask, self.crop, g, flip=self.flip)
+
+
+class FolderLoader:
+    """A :class:`SegFolder` through a torch ``DataLoader`` with ``workers`` processes, sharded over ranks.
+
+    Training (``crop`` given): random scale / crop / flip to ``crop``, batches of ``batch_size``. Evaluation
+    (``crop=None``): whole images, one per batch (their sizes differ). ``pad_shards=False`` gives each rank
+    ``range(rank, N, world_size)`` with no repeated image (evaluation).
+    """
+
+    def __init__(self, folder: SegFolder, mean, std, *, batch_size: int = 1, crop: tuple[int, int] | None = None,
+                 shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False,
+                 workers: int = 2, flip: bool = True, pad_shards: bool = True):
+        self.folder, self.shuffle, self.seed, self.rank, self.world_size = folder, shuffle, seed, rank, world_size
+        self.batch_size = batch_size if crop is not None else 1
+        self.drop_last, self.workers, self.epoch, self.pad_shards = drop_last, workers, 0, pad_shards
+        self.transform = _Normalise(mean, std, crop, seed, flip)
+        folder.transform = self.transform
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = self.transform.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.folder)
+        per_rank = -(-n // self.world_size) if self.pad_shards else len(range(self.rank, n, self.world_size))
+        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+
+    def __iter__(self):
+        idx = _shard(len(self.folder), self.epoch, self.seed, self.shuffle, self.rank, self.world_size,
+                     self.pad_shards).tolist()
+        loader = torch.utils.data.DataLoader(self.folder, batch_size=self.batch_size, sampler=idx,
+                                             num_workers=self.workers, drop_last=self.drop_last,
+                                             persistent_workers=False)
+        iterator = iter(loader)
+        try:
+            yield from iterator
+        except ValueError as err:  # a worker's SegDataError comes back with the worker's traceback in its message
+            if "\n" not in str(err):
+                raise
+            raise SegDataError(_worker_message(err)) from None
+        finally:  # stop the workers now: a traceback that holds this frame would keep them (and a 5 s join) alive
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+
+
+def _worker_message(err: Exception) -> str:
+    text = str(err)
+    for line in reversed(text.splitlines()):
+        if "SegDataError: " in line:
+            return line.split("SegDataError: ", 1)[1]
+    return text.splitlines()[0] if text else repr(err)
+
+
+def _scene_data(split: str, count: int, size: int, data_dir, seed: int, mean=None, std=None) -> SegData:
+    from .scenes import SCENE_CLASSES, SceneConfig, make_scenes
+
+    images, masks = make_scenes(split, count, SceneConfig(size=size, seed=seed), data_dir)
+    if mean is None:
+        x = images.float().div_(255)
+        mean, std = (x.mean().item(),), (x.std().item(),)
+    return SegData(images, masks, list(SCENE_CLASSES), mean, std)
+
+
+def segmentation_meta(name: str, data_dir: str | Path | None = None, *, scene_size: int = 64,
+                      crop_size: int = 512) -> SegMeta:
+    """Input channels, classes and training input size of data set ``name``, without reading its images."""
+    if name == "fashion-scenes":
+        from .scenes import SCENE_CLASSES
+
+        return SegMeta(1, list(SCENE_CLASSES), (scene_size, scene_size))
+    if name == "voc":
+        from .seg_folders import VOC_CLASSES
+
+        return SegMeta(3, list(VOC_CLASSES), (crop_size, crop_size))
+    if name == "seg-folder":
+        if data_dir is None:
+            raise ValueError("seg-folder needs --data-dir with classes.txt, images/<split>/ and masks/<split>/")
+        path = Path(data_dir) / "classes.txt"
+        if not path.is_file():
+            raise SegDataError(f"{path}: not found (one class name per line; line k is class k)")
+        return SegMeta(3, [ln.strip() for ln in path.read_text().splitlines() if ln.strip()], (crop_size, crop_size))
+    raise ValueError(f"unknown segmentation dataset {name!r}; expected one of {SEG_DATASETS}")
+
+
+def load_segmentation(name: str, data_dir: str | Path | None = None, *, train_limit: int | None = None,
+                      val_limit: int | None = None, scene_size: int = 64, scene_seed: int = 0
+                      ) -> tuple[SegData | SegFolder, SegData | SegFolder]:
+    """Training and validation data of ``name`` (:data:`SEG_DATASETS`).
+
+    Scenes are made in memory (``train_limit`` training scenes, default 6,000; ``val_limit`` test scenes,
+    default 1,000). Folders are opened, checked as far as headers allow, and read on demand.
+    """
+    if name == "fashion-scenes":
+        train = _scene_data("train", train_limit or 6000, scene_size, data_dir, scene_seed)
+        val = _scene_data("test", val_limit or 1000, scene_size, data_dir, scene_seed, train.mean, train.std)
+        return train, val
+    if name not in ("voc", "seg-folder"):
+        raise ValueError(f"unknown segmentation dataset {name!r}; expected one of {SEG_DATASETS}")
+    if data_dir is None:
+        raise ValueError(f"{name} needs --data-dir")
+    reader = read_voc if name == "voc" else read_generic
+    train, val = reader(data_dir, "train"), reader(data_dir, "val")
+    if train_limit:
+        train.pairs = train.pairs[:train_limit]
+    if val_limit:
+        val.pairs = val.pairs[:val_limit]
+    return train, val
+
+
+def folder_stats(folder: SegFolder) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """ImageNet's normalisation for RGB folders (the usual choice for photographs); 0.5 / 0.25 for grey."""
+    if folder.channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (0.5,), (0.25,)
+
+

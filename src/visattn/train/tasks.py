@@ -1,0 +1,217 @@
+"""What differs between training tasks: data, model, loss, metric. The loop in :mod:`.trainer` is shared.
+
+A task object answers the trainer's questions for one :class:`~.config.TrainConfig`:
+
+- :meth:`Task.load_data`: training and validation data;
+- :meth:`Task.build_model` and :meth:`Task.sample_shape` (for FLOPs);
+- :meth:`Task.train_loader`: an iterable of ``(inputs, targets)`` batches with ``len`` and ``set_epoch``;
+- :meth:`Task.loss`: the training loss of the model's output;
+- :meth:`Task.evaluate`: the validation scores, summed over DDP ranks, with the task's headline
+  :attr:`Task.metric` (``accuracy`` for classification, ``miou`` for segmentation) and ``loss``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+from .distributed import DistInfo, all_reduce_sum
+
+__all__ = ["Task", "ClassificationTask", "SegmentationTask", "get_task", "TASKS"]
+
+TASKS = ("classification", "segmentation")
+
+
+class Task:
+    """The interface the trainer uses (see the module docstring)."""
+
+    name: str = ""
+    metric: str = ""  # the key of the headline score in results (higher is better)
+    metric_title: str = ""
+
+    def load_data(self, config: TrainConfig):
+        raise NotImplementedError
+
+    def build_model(self, config: TrainConfig, train) -> nn.Module:
+        raise NotImplementedError
+
+    def sample_shape(self, config: TrainConfig, train) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def train_loader(self, config: TrainConfig, train, dist: DistInfo):
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, config: TrainConfig, output, target: torch.Tensor) -> torch.Tensor:
+        """The training loss of ``model``'s ``output`` (``model`` unwrapped from DDP / compile)."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, val, config: TrainConfig, device: torch.device,
+                 dist: DistInfo) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def record(self, scores: dict[str, Any]) -> dict[str, Any]:
+        """The per-epoch ``metrics.jsonl`` fields of ``scores`` (besides the loss)."""
+        return {f"val_{self.metric}": scores[self.metric]}
+
+    def summary(self, scores: dict[str, Any]) -> str:
+        return f"{self.metric_title} {scores[self.metric]:.2f}%"
+
+    def describe(self, config: TrainConfig) -> str:
+        raise NotImplementedError
+
+
+class ClassificationTask(Task):
+    """Image classification: the backbone with its attention module, cross-entropy, top-1 accuracy."""
+
+    name, metric, metric_title = "classification", "accuracy", "val acc"
+
+    def load_data(self, config: TrainConfig):
+        from . import trainer  # looked up there at call time, so that one patch point serves tests and tools
+
+        return trainer.load_dataset(config.dataset, config.data_dir, train_limit=config.train_limit,
+                                    val_limit=config.val_limit, image_size=config.image_size,
+                                    memory_budget_mb=config.memory_budget_mb)
+
+    def build_model(self, config: TrainConfig, train) -> nn.Module:
+        from .trainer import build_model
+
+        return build_model(config, train.in_chans, len(train.classes))
+
+    def sample_shape(self, config: TrainConfig, train) -> tuple[int, ...]:
+        return (1, *train.image_shape)
+
+    def train_loader(self, config: TrainConfig, train, dist: DistInfo):
+        from ..data.loader import make_loader  # in memory, or streamed from disk for large ImageFolder sets
+
+        return make_loader(train, config.batch_size, shuffle=True, augment=True, pad=config.pad, flip=config.flip,
+                           seed=config.seed, rank=dist.rank, world_size=dist.world_size,
+                           drop_last=len(train) >= config.batch_size * dist.world_size)
+
+    def loss(self, model: nn.Module, config: TrainConfig, output, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(output, target, label_smoothing=config.label_smoothing)
+
+    def evaluate(self, model, val, config, device, dist) -> dict[str, Any]:
+        from .trainer import evaluate
+
+        accuracy, loss = evaluate(model, val, config, device, dist)
+        return {"accuracy": accuracy, "loss": loss}
+
+    def describe(self, config: TrainConfig) -> str:
+        return f"{config.backbone} + {config.attention or 'no attention'}"
+
+
+class SegmentationTask(Task):
+    """Semantic segmentation: a decode head on a dilated backbone (or a U-Net).
+
+    Per-pixel cross-entropy with the ignore index plus the weighted auxiliary losses; mIoU from a confusion
+    matrix summed over ranks, evaluated on whole images.
+    """
+
+    name, metric, metric_title = "segmentation", "miou", "val mIoU"
+
+    def load_data(self, config: TrainConfig):
+        from ..data.segmentation import load_segmentation
+
+        return load_segmentation(config.dataset, config.data_dir, train_limit=config.train_limit,
+                                 val_limit=config.val_limit, scene_size=config.scene_size)
+
+    def meta(self, config: TrainConfig):
+        from ..data.segmentation import segmentation_meta
+
+        return segmentation_meta(config.dataset, config.data_dir, scene_size=config.scene_size,
+                                 crop_size=config.crop_size)
+
+    def build_model(self, config: TrainConfig, train=None) -> nn.Module:
+        from ..segmentation import create_segmenter
+
+        meta = self.meta(config)
+        return create_segmenter(config.head, meta.num_classes, backbone=config.backbone, in_chans=meta.in_chans,
+                                input_size=meta.input_size, output_stride=config.output_stride, aux=config.aux,
+                                **dict(config.attention_kwargs))
+
+    def sample_shape(self, config: TrainConfig, train=None) -> tuple[int, ...]:
+        meta = self.meta(config)
+        return (1, meta.in_chans, *meta.input_size)
+
+    def train_loader(self, config: TrainConfig, train, dist: DistInfo):
+        from ..data.segmentation import FolderLoader, SegBatchLoader, SegData, folder_stats
+
+        drop_last = len(train) >= config.batch_size * dist.world_size
+        if isinstance(train, SegData):
+            return SegBatchLoader(train, config.batch_size, shuffle=True, augment=True, flip=config.flip,
+                                  seed=config.seed, rank=dist.rank, world_size=dist.world_size, drop_last=drop_last)
+        mean, std = folder_stats(train)
+        return FolderLoader(train, mean, std, batch_size=config.batch_size, crop=(config.crop_size,) * 2,
+                            shuffle=True, seed=config.seed, rank=dist.rank, world_size=dist.world_size,
+                            drop_last=drop_last, workers=config.workers, flip=config.flip)
+
+    def _val_batches(self, val, config: TrainConfig, dist: DistInfo):
+        from ..data.segmentation import FolderLoader, SegBatchLoader, SegData, folder_stats
+
+        if isinstance(val, SegData):
+            part = SegData(val.images[dist.rank::dist.world_size], val.masks[dist.rank::dist.world_size],
+                           val.classes, val.mean, val.std)
+            return SegBatchLoader(part, max(1, min(256, config.batch_size * 4)))
+        mean, std = folder_stats(val)
+        return FolderLoader(val, mean, std, rank=dist.rank, world_size=dist.world_size, workers=config.workers,
+                            pad_shards=False)
+
+    def loss(self, model: nn.Module, config: TrainConfig, output, target: torch.Tensor) -> torch.Tensor:
+        from ..data.segmentation import IGNORE_INDEX
+
+        return sum(w * F.cross_entropy(output[k].float(), target, ignore_index=IGNORE_INDEX)
+                   for k, w in model.loss_weights.items())
+
+    @torch.no_grad()
+    def evaluate(self, model, val, config, device, dist) -> dict[str, Any]:
+        from ..data.segmentation import IGNORE_INDEX
+        from .metrics import confusion_matrix, segmentation_scores
+        from .trainer import _amp_dtype
+
+        model.eval()
+        k = len(val.classes)
+        confusion = torch.zeros(k, k, dtype=torch.float64, device=device)
+        loss_sum = pixels = 0.0
+        for x, y in self._val_batches(val, config, dist):
+            x, y = x.to(device), y.to(device)
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=config.amp):
+                logits = model(x)["out"].float()
+            loss_sum += F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX, reduction="sum").item()
+            pixels += float((y != IGNORE_INDEX).sum())
+            confusion += confusion_matrix(logits.argmax(1), y, k, IGNORE_INDEX).to(confusion)
+        if dist.enabled:
+            torch.distributed.all_reduce(confusion)
+        loss_sum, pixels = all_reduce_sum([loss_sum, pixels], dist, device)
+        model.train()
+        scores = segmentation_scores(confusion.cpu())
+        per_class = {name: (None if math.isnan(v) else v)  # NaN: the class is in neither truth nor prediction
+                     for name, v in zip(val.classes, scores["per_class_iou"], strict=True)}
+        return {"miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"], "per_class_iou": per_class,
+                "loss": loss_sum / max(pixels, 1.0), "confusion": confusion.cpu().long().tolist()}
+
+    def record(self, scores: dict[str, Any]) -> dict[str, Any]:
+        return {"val_miou": scores["miou"], "val_pixel_accuracy": scores["pixel_accuracy"]}
+
+    def summary(self, scores: dict[str, Any]) -> str:
+        return f"val mIoU {scores['miou']:.2f}%, pixel acc {scores['pixel_accuracy']:.2f}%"
+
+    def describe(self, config: TrainConfig) -> str:
+        if config.head in ("unet", "attention_unet"):
+            return config.head
+        return f"{config.backbone}-D{config.output_stride} + {config.head} head"
+
+
+def get_task(config: TrainConfig) -> Task:
+    """The task object of ``config.task``."""
+    if config.task == "segmentation":
+        return SegmentationTask()
+    if config.task == "classification":
+        return ClassificationTask()
+    raise ValueError(f"unknown task {config.task!r}; expected one of {TASKS}")
