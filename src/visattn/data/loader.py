@@ -12,20 +12,27 @@ from pathlib import Path
 import torch
 
 from .cifar import load_cifar
+from .cluttered import ClutteredImages, ClutterSpec
 from .fashion_mnist import CLASSES as FASHION_CLASSES
 from .fashion_mnist import load_fashion_mnist
 from .image_folder import load_image_folder
 
-__all__ = ["ImageData", "BatchLoader", "load_dataset", "DATASETS", "augment_batch"]
+__all__ = ["ImageData", "BatchLoader", "load_dataset", "data_shape", "DATASETS", "augment_batch"]
 
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "image-folder")
+DATASETS = ("fashion-mnist", "cluttered-fashion-mnist", "cifar10", "cifar100", "image-folder")
+#: images rendered to estimate the normalisation of a generated data set
+_STATS_SAMPLE = 2048
 
 
 @dataclass
 class ImageData:
-    """uint8 images ``(N, C, H, W)``, int64 labels, class names and per-channel normalisation."""
+    """uint8 images ``(N, C, H, W)``, int64 labels, class names and per-channel normalisation.
 
-    images: torch.Tensor
+    ``images`` is a tensor, or a :class:`~visattn.data.cluttered.ClutteredImages` that renders the batches
+    asked for (index tensors give uint8 batches, slices give views).
+    """
+
+    images: torch.Tensor | ClutteredImages
     labels: torch.Tensor
     classes: list[str]
     mean: tuple[float, ...]
@@ -51,11 +58,18 @@ def _stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, *, train_limit: int | None = None,
-                 val_limit: int | None = None, image_size: int = 32) -> tuple[ImageData, ImageData]:
+                 val_limit: int | None = None, image_size: int = 32,
+                 dataset_kwargs: dict | None = None) -> tuple[ImageData, ImageData]:
     """Train and validation (test split) data for ``name`` in :data:`DATASETS`.
 
     Normalisation statistics come from the training split (before ``train_limit``).
+    ``dataset_kwargs`` are the options of a generated data set (``cluttered-fashion-mnist``: see
+    :class:`~visattn.data.cluttered.ClutterSpec`); other data sets take none.
     """
+    if dataset_kwargs and name != "cluttered-fashion-mnist":
+        raise ValueError(f"{name} takes no data set options, got {sorted(dataset_kwargs)}")
+    if name == "cluttered-fashion-mnist":
+        return _load_cluttered(data_dir, train_limit, val_limit, dataset_kwargs)
     if name == "fashion-mnist":
         tr_x, tr_y = load_fashion_mnist("train", data_dir)
         te_x, te_y = load_fashion_mnist("test", data_dir)
@@ -82,6 +96,27 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, train_limit: 
     train = ImageData(tr_x, tr_y, classes, mean, std).subset(train_limit)
     val = ImageData(te_x, te_y, classes, mean, std).subset(val_limit)
     return train, val
+
+
+def _load_cluttered(data_dir, train_limit, val_limit, options) -> tuple[ImageData, ImageData]:
+    spec = ClutterSpec.from_options(options)
+    tr_src, tr_y = load_fashion_mnist("train", data_dir)
+    te_src, te_y = load_fashion_mnist("test", data_dir)
+    tr_x, te_x = ClutteredImages(tr_src, spec, "train"), ClutteredImages(te_src, spec, "test")
+    mean, std = _stats(tr_x[torch.arange(min(len(tr_x), _STATS_SAMPLE))])
+    classes = list(FASHION_CLASSES)
+    return (ImageData(tr_x, tr_y, classes, mean, std).subset(train_limit),
+            ImageData(te_x, te_y, classes, mean, std).subset(val_limit))
+
+
+def data_shape(name: str, image_size: int = 32, dataset_kwargs: dict | None = None) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of the images of data set ``name`` (without loading it)."""
+    if name == "fashion-mnist":
+        return 1, 28, 28
+    if name == "cluttered-fashion-mnist":
+        canvas = ClutterSpec.from_options(dataset_kwargs).canvas
+        return 1, canvas, canvas
+    return 3, (32 if name.startswith("cifar") else image_size), (32 if name.startswith("cifar") else image_size)
 
 
 def augment_batch(images: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:

@@ -46,9 +46,49 @@ def _positive(kind):
     return parse
 
 
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two numbers), got {text!r}") from None
+    return lo, hi
+
+
+def _count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _clutter_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluttered-fashion-mnist (RAM / STN papers' cluttered digits, made from Fashion-MNIST)")
+    g.add_argument("--canvas", type=_count, default=None, help="canvas side in pixels (default 60)")
+    g.add_argument("--clutter", type=_count, default=None, help="clutter pieces per image (default 4)")
+    g.add_argument("--clutter-size", type=_count, default=None, help="side of a clutter piece (default 8)")
+    g.add_argument("--rts", action="store_true", help="rotate (+-45 degrees) and scale (0.7-1.2) the item, as the "
+                   "STN paper's RTS data")
+    g.add_argument("--rotation", type=_range, default=None, metavar="LOW,HIGH", help="item rotation range, degrees")
+    g.add_argument("--scale", type=_range, default=None, metavar="LOW,HIGH", help="item scale range")
+
+
+def _dataset_kwargs(args: argparse.Namespace) -> dict:
+    names = {"canvas": "canvas", "clutter": "clutter", "clutter_size": "clutter_size", "rotation": "rotation",
+             "scale": "scale"}
+    options = {key: getattr(args, attr) for attr, key in names.items() if getattr(args, attr, None) is not None}
+    if getattr(args, "rts", False):
+        options["rts"] = True
+    return options
+
+
 def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g = p.add_argument_group("recipe")
-    g.add_argument("--backbone", default="resnet20", help="e.g. resnet20, resnet56, resnet18 (default resnet20)")
+    g.add_argument("--backbone", default="resnet20", help="e.g. resnet20, resnet56, resnet18, plaincnn (a small "
+                   "plain CNN, the STN / RAM papers' baseline) (default resnet20)")
+    g.add_argument("--transform", default=None, help="a transform module at the network input: stn (the STN "
+                   "paper's ST-CNN)")
+    g.add_argument("--zero-init-residual", action="store_true", help="start every residual branch at zero (last "
+                   "BN weight 0; torchvision's option, Goyal et al. 2017): a block starts as the identity")
     g.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     g.add_argument("--data-dir", default=None, help="data folder (Fashion-MNIST idx files, a CIFAR python folder, "
                    "or an ImageFolder tree with train/ and val/)")
@@ -69,6 +109,7 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda")
     g.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+    _clutter_arguments(p)
 
 
 def _jobs_argument(p: argparse.ArgumentParser) -> None:
@@ -81,7 +122,8 @@ def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
                        batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, weight_decay=args.wd,
                        train_limit=args.train_limit, val_limit=args.val_limit, image_size=args.image_size,
                        amp=args.amp, channels_last=args.channels_last, compile=args.compile, device=args.device,
-                       pad=args.crop_pad, flip=not args.no_flip, **extra)
+                       pad=args.crop_pad, flip=not args.no_flip, dataset_kwargs=_dataset_kwargs(args),
+                       transform=args.transform, zero_init_residual=args.zero_init_residual, **extra)
 
 
 def _check_attention(keys) -> None:
@@ -116,7 +158,7 @@ def _run(fn):
 def cmd_train(args: argparse.Namespace) -> int:
     from .trainer import train
 
-    _check_attention([args.attention])
+    _check_attention([args.attention, args.transform])
     config = _run(lambda: _base_config(args, attention=args.attention, position=args.position,
                                        attention_kwargs=dict(args.attention_kw), seed=args.seed))
     out = args.out or f"runs/{config.backbone}-{config.attention or 'none'}-{config.digest()}"
@@ -149,7 +191,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
 
     variants = [_variant(token.strip()) for token in args.attention.split(",") if token.strip()]
-    _check_attention([v.attention for v in variants])
+    _check_attention([v.attention for v in variants] + [args.transform])
     base = _run(lambda: _base_config(args))
     _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress, jobs=args.jobs))
     _print_leaderboard(args.out)

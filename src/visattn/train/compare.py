@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..data.loader import data_shape
 from ..registry import info
 from .checkpoint import atomic_write_text
 from .config import TrainConfig
@@ -152,7 +153,7 @@ def _train_in_parallel(tasks: list[tuple[str, TrainConfig, Path]], jobs: int,
 
 def _check_buildable(base: TrainConfig, variants: Sequence[Variant]) -> None:
     """Build every variant's model once before any training, so a bad setting fails in seconds, not hours."""
-    in_chans = 1 if base.dataset == "fashion-mnist" else 3
+    in_chans = data_shape(base.dataset, base.image_size, base.dataset_kwargs)[0]
     for variant in variants:
         try:
             build_model(variant.apply(base, 0), in_chans, 10)
@@ -180,8 +181,7 @@ def leaderboard_rows(base: TrainConfig, variants: Sequence[Variant], results: di
         }
         if latency:
             cfg = variant.apply(base, 0)
-            in_chans = 1 if base.dataset == "fashion-mnist" else 3
-            size = 28 if base.dataset == "fashion-mnist" else base.image_size
+            in_chans, size, _ = data_shape(base.dataset, base.image_size, base.dataset_kwargs)
             model = build_model(cfg, in_chans, 100 if base.dataset == "cifar100" else 10)
             row["latency_cpu_ms"] = model_latency(model, (1, in_chans, size, size), "cpu")
             if torch.cuda.is_available():

@@ -21,6 +21,9 @@ class TrainConfig:
     position: str = "standard"
     attention_kwargs: dict[str, Any] = field(default_factory=dict)
     dataset: str = "fashion-mnist"
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # options of a generated data set (canvas, ...)
+    transform: str | None = None  # a transform-role module at the input (e.g. "stn": the STN paper's ST-CNN)
+    zero_init_residual: bool = False  # zero the last BN of each residual branch (torchvision's option)
     data_dir: str | None = None
     epochs: int = 1
     batch_size: int = 128
@@ -50,8 +53,19 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.attention in ("", "none", "None"):
             self.attention = None
-        if self.pad is None:  # flips alone train Fashion-MNIST best in short runs; crops help CIFAR
-            self.pad = 0 if self.dataset == "fashion-mnist" else 4
+        if self.transform in ("", "none", "None"):
+            self.transform = None
+        # JSON has no tuples: keep options as lists so that a recipe read back from config.json is the same
+        self.dataset_kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.dataset_kwargs.items()}
+        if self.dataset == "cluttered-fashion-mnist":
+            from ..data.cluttered import ClutterSpec
+
+            ClutterSpec.from_options(self.dataset_kwargs)  # bad options fail here, before any training
+        elif self.dataset_kwargs:
+            raise ValueError(f"dataset {self.dataset!r} takes no options, got {sorted(self.dataset_kwargs)}")
+        if self.pad is None:  # flips alone train Fashion-MNIST best in short runs; crops help CIFAR; the
+            # cluttered canvas already places the item at random
+            self.pad = 0 if self.dataset in ("fashion-mnist", "cluttered-fashion-mnist") else 4
         if self.pad < 0:
             raise ValueError(f"pad must be >= 0, got {self.pad}")
 

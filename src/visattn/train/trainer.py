@@ -42,12 +42,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_model(config: TrainConfig, in_chans: int, num_classes: int) -> nn.Module:
-    """The backbone of ``config`` with its attention module."""
+def build_model(config: TrainConfig, in_chans: int, num_classes: int,
+                input_size: tuple[int, int] | None = None) -> nn.Module:
+    """The backbone of ``config`` with its attention module (and input transform), built for ``input_size``."""
     from ..backbones import create as create_backbone
+    from ..data.loader import data_shape
 
+    if input_size is None:
+        input_size = data_shape(config.dataset, config.image_size, config.dataset_kwargs)[1:]
+    extra = {"zero_init_residual": True} if config.zero_init_residual else {}
     return create_backbone(config.backbone, attention=config.attention, attention_kwargs=dict(config.attention_kwargs),
-                           position=config.position, in_chans=in_chans, num_classes=num_classes)
+                           position=config.position, in_chans=in_chans, num_classes=num_classes,
+                           transform=config.transform, input_size=tuple(input_size), **extra)
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -149,10 +155,11 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
     _prepare_out(out, config, dist.is_main)
 
     train_data, val_data = load_dataset(config.dataset, config.data_dir, train_limit=config.train_limit,
-                                        val_limit=config.val_limit, image_size=config.image_size)
+                                        val_limit=config.val_limit, image_size=config.image_size,
+                                        dataset_kwargs=config.dataset_kwargs)
     torch.manual_seed(config.seed)
-    model = build_model(config, train_data.in_chans, len(train_data.classes))
     sample_shape = (1, *train_data.images.shape[1:])
+    model = build_model(config, train_data.in_chans, len(train_data.classes), sample_shape[-2:])
     params = sum(p.numel() for p in model.parameters())
     flops = count_flops(model, sample_shape)
     model.to(device)

@@ -134,14 +134,15 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
         raise ShowError(f"{run}: no readable checkpoint in {run / 'checkpoints'}; train the run first")
     state, _ = loaded
     try:
-        _, test = load_dataset(config.dataset, data_dir or config.data_dir, image_size=config.image_size)
+        _, test = load_dataset(config.dataset, data_dir or config.data_dir, image_size=config.image_size,
+                               dataset_kwargs=config.dataset_kwargs)
     except (OSError, ValueError) as err:
         raise ShowError(f"cannot load the {config.dataset} test set ({err}); pass --data-dir") from None
     try:
         dev = resolve_device(device)
     except ValueError as err:
         raise ShowError(str(err)) from None
-    model = build_model(config, test.in_chans, len(test.classes))
+    model = build_model(config, test.in_chans, len(test.classes), tuple(test.images.shape[-2:]))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
