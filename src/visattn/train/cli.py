@@ -184,14 +184,27 @@ def _variant(token: str):
         kwargs = tuple(_kv(item) for item in settings)
     except argparse.ArgumentTypeError as err:
         raise CLIError(f"--attention {token}: {err}") from None
+    if key != "none" and _is_transform(key):  # e.g. stn: the network with the transform at its input (ST-CNN)
+        if kwargs:
+            raise CLIError(f"--attention {token}: a transform is sized for the input; it takes no arguments here")
+        return Variant(token, None, transform=key)
     return Variant(token, None if key == "none" else key, attention_kwargs=kwargs)
+
+
+def _is_transform(key: str) -> bool:
+    from ..registry import info
+
+    try:
+        return info(key).role == "transform"
+    except KeyError:
+        return False
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
 
     variants = [_variant(token.strip()) for token in args.attention.split(",") if token.strip()]
-    _check_attention([v.attention for v in variants] + [args.transform])
+    _check_attention([v.attention or v.transform for v in variants] + [args.transform])
     base = _run(lambda: _base_config(args))
     _run(lambda: compare(base, variants, args.seeds, args.out, progress=not args.no_progress, jobs=args.jobs))
     _print_leaderboard(args.out)
