@@ -44,7 +44,8 @@ def loader_rate(data, pad: int, batch: int, epochs: int) -> float:
     return statistics.median(rates)
 
 
-def train_rate(batch: int, steps: int, backbone: str = "resnet20", size: int = 28, transform: str | None = None) -> float:
+def train_rate(batch: int, steps: int, backbone: str = "resnet20", size: int = 28,
+               transform: str | None = None) -> float:
     """Median images/s of training steps of ``backbone`` (SGD, 1 x size x size input)."""
     torch.manual_seed(0)
     model = create(backbone, in_chans=1, num_classes=10, input_size=size, transform=transform).train()

@@ -75,8 +75,9 @@ def plot_ablation(rows: list[dict], path: Path, recipe: str = "") -> plt.Figure:
 
 
 def plot_leaderboard(out: Path, rows: list[dict], recipe: str = "") -> list[Path]:
-    """Write ``accuracy_vs_params.png`` (and ``accuracy_vs_latency.png`` when latency was measured); for an
-    ablation also ``ablation.png``, one panel per group.
+    """Write ``accuracy_vs_params.png``, ``accuracy_vs_latency.png`` and, for an ablation, ``ablation.png``.
+
+    The latency plot needs measured latencies; the ablation plot has one panel per group.
 
     Args:
         out: the folder.
