@@ -110,7 +110,8 @@ def run_demo(args: Namespace) -> int:
                        epochs=args.epochs, train_limit=args.train_limit, val_limit=args.val_limit)
     seeds = list(getattr(args, "seeds", None) or DEMO_SEEDS)
     print(f"\nCluttered Fashion-MNIST (60x60 canvas, 4 clutter pieces of 8x8): the plain CNN against an STN in "
-          f"front of it and {', '.join(t.split(':')[0] for t in DEMO_VARIANTS[2:])} in its blocks; {args.epochs} epoch(s) on "
+          f"front of it and {', '.join(t.split(':')[0] for t in DEMO_VARIANTS[2:])} in its "
+          f"blocks; {args.epochs} epoch(s) on "
           f"{args.train_limit:,} training images, tested on {args.val_limit:,}, seeds {seeds} (the full runs: see "
           "README).\n")
     variants = [demo_variant(token) for token in DEMO_VARIANTS]

@@ -204,7 +204,8 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
         train_model = torch.compile(train_model)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
-    log(f"{config.backbone} + {config.attention or 'no attention'} ({params:,} params, {flops / 1e6:.1f} MFLOPs) "
+    log(f"{config.backbone}" + (f" with {config.transform} at the input" if config.transform else "")
+        + f" + {config.attention or 'no attention'} ({params:,} params, {flops / 1e6:.1f} MFLOPs) "
         f"on {config.dataset}: {len(train_data):,} train / {len(val_data):,} val images, {device}"
         + (f", {dist.world_size} processes" if dist.enabled else ""))
     accuracy = val_loss = math.nan
