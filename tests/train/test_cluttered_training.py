@@ -28,3 +28,30 @@ def test_cli_train_with_clutter_options(tiny_fmnist, tmp_path, capsys):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["dataset_kwargs"] == {"canvas": 44, "clutter": 3, "clutter_size": 6, "scale": [0.8, 1.0], "rts": True}
     assert cfg["transform"] == "stn" and cfg["pad"] == 0
+
+
+def test_the_transform_learns_at_its_own_rate_and_decay_skips_flat_parameters():
+    import torch
+
+    from visattn.backbones import create
+    from visattn.train.trainer import _schedule, parameter_groups
+
+    model = create("plaincnn", "se", in_chans=1, input_size=60, transform="stn")
+    config = TrainConfig(backbone="plaincnn", transform="stn", transform_lr_scale=0.1, lr=0.2, weight_decay=1e-4)
+    groups = parameter_groups(model, config)
+    own = {id(p) for p in model.transform.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    for g in groups:
+        assert all((id(p) in own) == g["transform"] for p in g["params"])
+        assert abs(g["lr"] - (0.02 if g["transform"] else 0.2)) < 1e-12
+        assert g["weight_decay"] == (0.0 if g["params"][0].ndim <= 1 else 1e-4)
+        assert all((p.ndim <= 1) == (g["weight_decay"] == 0.0) for p in g["params"])
+    optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    schedule = _schedule(config, optimizer, 100)
+    for _ in range(30):  # past the warm-up peak: every group at its own maximum, in the same proportion
+        optimizer.step()
+        schedule.step()
+    rates = {g["transform"]: g["lr"] for g in optimizer.param_groups}
+    assert abs(rates[True] / rates[False] - 0.1) < 1e-9
+    plain = parameter_groups(create("resnet20", in_chans=1), TrainConfig())
+    assert [g["transform"] for g in plain] == [False, False] and plain[0]["weight_decay"] > 0  # as before

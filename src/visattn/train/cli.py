@@ -87,6 +87,8 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
                    "plain CNN, the STN / RAM papers' baseline) (default resnet20)")
     g.add_argument("--transform", default=None, help="a transform module at the network input: stn (the STN "
                    "paper's ST-CNN)")
+    g.add_argument("--transform-lr-scale", type=_positive(float), default=0.1, help="the input transform learns "
+                   "at this multiple of --lr (default 0.1: at the full lr the ST's localisation net died in our runs)")
     g.add_argument("--zero-init-residual", action="store_true", help="start every residual branch at zero (last "
                    "BN weight 0; torchvision's option, Goyal et al. 2017): a block starts as the identity")
     g.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
@@ -123,7 +125,8 @@ def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
                        train_limit=args.train_limit, val_limit=args.val_limit, image_size=args.image_size,
                        amp=args.amp, channels_last=args.channels_last, compile=args.compile, device=args.device,
                        pad=args.crop_pad, flip=not args.no_flip, dataset_kwargs=_dataset_kwargs(args),
-                       transform=args.transform, zero_init_residual=args.zero_init_residual, **extra)
+                       transform=args.transform, transform_lr_scale=args.transform_lr_scale,
+                       zero_init_residual=args.zero_init_residual, **extra)
 
 
 def _check_attention(keys) -> None:

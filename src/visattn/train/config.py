@@ -23,6 +23,9 @@ class TrainConfig:
     dataset: str = "fashion-mnist"
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # options of a generated data set (canvas, ...)
     transform: str | None = None  # a transform-role module at the input (e.g. "stn": the STN paper's ST-CNN)
+    # the input transform's parameters learn at this multiple of lr: at the full lr 0.1 the ST's localisation
+    # net died in our runs (theta became the same for every image), so it learns 10x slower by default
+    transform_lr_scale: float = 0.1
     zero_init_residual: bool = False  # zero the last BN of each residual branch (torchvision's option)
     data_dir: str | None = None
     epochs: int = 1
@@ -51,6 +54,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.transform_lr_scale <= 0:
+            raise ValueError(f"transform_lr_scale must be positive, got {self.transform_lr_scale}")
         if self.attention in ("", "none", "None"):
             self.attention = None
         if self.transform in ("", "none", "None"):

@@ -70,10 +70,25 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
+def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """SGD parameter groups: weights with weight decay, norms / biases / scales (ndim <= 1) without; the input
+    transform's parameters (an ST's localisation net) in groups of their own at ``transform_lr_scale * lr``."""
+    transform = getattr(model, "transform", None)
+    own = {id(p) for p in transform.parameters()} if isinstance(transform, nn.Module) else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for p in model.parameters():
+        groups.setdefault((id(p) in own, p.ndim <= 1), []).append(p)  # no weight decay on norms, biases, scales
+    return [{"params": params, "weight_decay": 0.0 if flat else config.weight_decay, "transform": in_transform,
+             "lr": config.lr * (config.transform_lr_scale if in_transform else 1.0)}
+            for (in_transform, flat), params in sorted(groups.items())]
+
+
 def _schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total: int):
     if config.schedule == "onecycle" and total >= 4:
         # a quarter of the steps warm up (at least two, so very short runs still have both phases)
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
+        max_lr = [config.lr * (config.transform_lr_scale if group.get("transform") else 1.0)
+                  for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total,
                                                    pct_start=min(0.5, max(0.25, 2.0 / total)), div_factor=10,
                                                    final_div_factor=100)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
@@ -169,12 +184,8 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
     loader = BatchLoader(train_data, config.batch_size, shuffle=True, augment=True, pad=config.pad,
                          flip=config.flip, seed=config.seed, rank=dist.rank, world_size=dist.world_size,
                          drop_last=len(train_data) >= config.batch_size * dist.world_size)
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms, biases, scales
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=config.lr,
-                                momentum=config.momentum, nesterov=True)
+    optimizer = torch.optim.SGD(parameter_groups(model, config), lr=config.lr, momentum=config.momentum,
+                                nesterov=True)
     scheduler = _schedule(config, optimizer, config.epochs * len(loader))
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
 
