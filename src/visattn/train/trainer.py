@@ -71,8 +71,10 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """SGD parameter groups: weights with weight decay, norms / biases / scales (ndim <= 1) without; the input
-    transform's parameters (an ST's localisation net) in groups of their own at ``transform_lr_scale * lr``.
+    """SGD parameter groups: weights with weight decay, norms / biases / scales (ndim <= 1) without.
+
+    The input transform's parameters (an ST's localisation net) get groups of their own (``"transform": True``)
+    at ``transform_lr_scale * lr``; without a transform the groups are ``[weights, flat]`` as before.
     """
     transform = getattr(model, "transform", None)
     own = {id(p) for p in transform.parameters()} if isinstance(transform, nn.Module) else set()
