@@ -57,7 +57,8 @@ def plot_ablation(rows: list[dict], path: Path, recipe: str = "") -> plt.Figure:
         members = [r for r in rows if r["group"] == group]
         xs = range(len(members))
         bars = ax.bar(xs, [r["accuracy_mean"] for r in members],
-                      yerr=[r["accuracy_std"] if r["seeds"] > 1 else 0 for r in members], capsize=4,
+                      yerr=[r["accuracy_std"] if r["seeds"] > 1 else 0 for r in members]
+                      if any(r["seeds"] > 1 for r in members) else None, capsize=4,
                       color="tab:blue", edgecolor="black", linewidth=0.6)
         for bar, r in zip(bars, members, strict=True):
             if r["slug"] == r["attention"]:  # the module's default setting, the reference of the group
