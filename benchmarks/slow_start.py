@@ -62,6 +62,7 @@ def variants(size: int) -> dict[str, Callable[[], nn.Module]]:
         "cbam (timm CbamModule)": lambda: _with_timm(CbamModule, size),
         "cbam (visattn) + zero-init residual": lambda: create("resnet20", "cbam", in_chans=1, input_size=size,
                                                               zero_init_residual=True),
+        "none + zero-init residual": lambda: create("resnet20", in_chans=1, input_size=size, zero_init_residual=True),
     }
 
 
@@ -133,9 +134,9 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     results_path = OUT / "slow-start.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"variants": {}}
+    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "only")
     results["recipe"] = {**base.to_dict(), "seeds": seeds, "steps": args.epochs * (args.train_limit // args.batch_size),
-                         "command": "python benchmarks/slow_start.py " + " ".join(
-                             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)}
+                         "command": f"python benchmarks/slow_start.py {options}"}
     for name in names:
         factory = table[name]
         torch.manual_seed(0)
@@ -176,6 +177,8 @@ def write_markdown(results: dict) -> None:
         sp = f"{g['spatial_gate_mean']:.3f} ± {g['spatial_gate_std']:.3f}" if "spatial_gate_mean" in g else "-"
         sc = (f"{g['branch_scale_mean']:.2f} ({g['branch_scale_min']:.2f}-{g['branch_scale_max']:.2f})"
               if "branch_scale_mean" in g else "1")
+        if g.get("branch_scale_mean") != g.get("branch_scale_mean"):  # NaN: 0 / 0
+            sc = "- (every branch starts at 0)"
         losses = [statistics.fmean(run["train_loss"][i] for run in e["runs"]) for i in range(len(e["runs"][0]
                                                                                                  ["train_loss"]))]
         accs = ", ".join(f"{run['accuracy']:.1f}" for run in e["runs"])
