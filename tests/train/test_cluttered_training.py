@@ -55,3 +55,14 @@ def test_the_transform_learns_at_its_own_rate_and_decay_skips_flat_parameters():
     assert abs(rates[True] / rates[False] - 0.1) < 1e-9
     plain = parameter_groups(create("resnet20", in_chans=1), TrainConfig())
     assert [g["transform"] for g in plain] == [False, False] and plain[0]["weight_decay"] > 0  # as before
+
+
+def test_run_names_of_older_recipes_do_not_change():
+    import hashlib
+
+    config = TrainConfig(attention="se", epochs=3)
+    old = config.to_dict()
+    for key in ("data_dir", "device", "dataset_kwargs", "transform", "transform_lr_scale", "zero_init_residual"):
+        old.pop(key)
+    assert config.digest() == hashlib.sha1(json.dumps(old, sort_keys=True).encode()).hexdigest()[:8]
+    assert TrainConfig(attention="se", epochs=3, transform="stn").digest() != config.digest()

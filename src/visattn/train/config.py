@@ -10,6 +10,8 @@ from typing import Any
 __all__ = ["TrainConfig", "SCHEDULES"]
 
 SCHEDULES = ("onecycle", "cosine")
+#: Recipe fields added after the first release, with their defaults (left out of :meth:`TrainConfig.digest`).
+_LATER_FIELDS = {"dataset_kwargs": {}, "transform": None, "transform_lr_scale": 0.1, "zero_init_residual": False}
 
 
 @dataclass
@@ -96,4 +98,7 @@ class TrainConfig:
         d = self.to_dict()
         d.pop("data_dir")
         d.pop("device")
+        for key, default in _LATER_FIELDS.items():  # fields added later hash only when set: old names still resume
+            if d.get(key) == default:
+                d.pop(key)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
