@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on Fashion-MNIST (what `make demo` runs)")
     p.add_argument("--data-dir", default=None, help="folder with Fashion-MNIST idx .gz files, used exactly as given "
                    "(default: $VISATTN_DATA, else searched)")
-    p.add_argument("--epochs", type=_positive_int, default=1, help="epochs per run")
+    p.add_argument("--epochs", type=_positive_int, default=3, help="epochs per run")
     p.add_argument("--train-limit", type=_positive_int, default=10000, help="training images per run")
     p.add_argument("--val-limit", type=_positive_int, default=2000, help="test images per run")
     p.add_argument("--out", default="runs/demo", help="where the runs and the leaderboard go")

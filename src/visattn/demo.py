@@ -1,9 +1,12 @@
-"""`visattn demo`, what `make demo` runs: every module on real data, then a short comparison.
+"""`visattn demo`, what `make demo` runs: every module on real data, then a comparison where attention matters.
 
 1. A fixed random conv stem turns a batch of Fashion-MNIST test images into (B, 64, 14, 14)
    features; every registered module runs on them (parameters, time, how much it changes the map).
-2. ResNet-20 is trained with none / se / eca / cbam / coord / simam under one short recipe and the
-   leaderboard is printed (`visattn compare` with a small budget; finished runs are reused).
+2. On cluttered Fashion-MNIST (the item somewhere on a 60x60 canvas among clutter, as the RAM and STN
+   papers' cluttered MNIST), the small plain CNN is trained alone, with a spatial transformer in front
+   (the STN paper's ST-CNN) and with spatial / channel+spatial modules, two seeds each; the leaderboard
+   gives every network's difference to the plain one with its seed spread, and says which differences
+   are beyond that spread (`visattn compare` with a small budget; finished runs are reused).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from .data import DatasetNotFoundError, load_fashion_mnist
 from .registry import create, info, list_modules
 
 CHANNELS = 64
+#: What the demo trains on cluttered Fashion-MNIST: the plain CNN, the ST-CNN, spatial and channel+spatial modules.
+DEMO_VARIANTS = ("none", "stn", "cbam", "coord", "sge:groups=4")  # SGE's 64 groups need >= 64 channels
+#: Seeds per network: the demo's differences come with their seed spread.
+DEMO_SEEDS = (0, 1)
 
 
 def stem(channels: int = CHANNELS) -> nn.Module:
@@ -96,16 +103,58 @@ def run_demo(args: Namespace) -> int:
     print(f"{len(batch)} Fashion-MNIST test images -> conv stem -> features {tuple(feats.shape)}\n")
     failed = module_table(feats)
 
-    from .train.cli import DEMO_MODULES
-    from .train.compare import Variant, compare
+    from .train.compare import compare
     from .train.config import TrainConfig
 
-    base = TrainConfig(backbone="resnet20", dataset="fashion-mnist", data_dir=getattr(args, "data_dir", None),
+    base = TrainConfig(backbone="plaincnn", dataset="cluttered-fashion-mnist", data_dir=getattr(args, "data_dir", None),
                        epochs=args.epochs, train_limit=args.train_limit, val_limit=args.val_limit)
-    print(f"\nComparing {', '.join(DEMO_MODULES)} in ResNet-20: {args.epochs} epoch(s) on {args.train_limit:,} "
-          f"training images, tested on {args.val_limit:,} (the full run: see README).\n")
-    compare(base, [Variant(k, None if k == "none" else k) for k in DEMO_MODULES], [0], args.out,
-            progress=False, jobs=getattr(args, "jobs", None) or default_jobs())
+    seeds = list(getattr(args, "seeds", None) or DEMO_SEEDS)
+    print(f"\nCluttered Fashion-MNIST (60x60 canvas, 4 clutter pieces of 8x8): the plain CNN against an STN in "
+          f"front of it and {', '.join(t.split(':')[0] for t in DEMO_VARIANTS[2:])} in its "
+          f"blocks; {args.epochs} epoch(s) on "
+          f"{args.train_limit:,} training images, tested on {args.val_limit:,}, seeds {seeds} (the full runs: see "
+          "README).\n")
+    variants = [demo_variant(token) for token in DEMO_VARIANTS]
+    rows = compare(base, variants, seeds, args.out, progress=False,
+                   jobs=getattr(args, "jobs", None) or default_jobs())
     print()
     print((Path(args.out) / "leaderboard.md").read_text())
+    print("\n".join(verdict(rows)))
     return 1 if failed else 0
+
+
+def demo_variant(token: str):
+    """``key`` or ``key:arg=int`` (compare's grammar) -> the comparison entry; ``stn`` goes on the input."""
+    from .train.compare import Variant
+
+    key, *settings = token.split(":")
+    if key == "stn":
+        return Variant(token, transform="stn")
+    kwargs = tuple((name, int(value)) for name, value in (item.split("=") for item in settings))
+    return Variant(token, None if key == "none" else key, attention_kwargs=kwargs)
+
+
+def verdict(rows: list[dict]) -> list[str]:
+    """One line per network: ahead of / behind the plain one beyond the seed spread, or within it.
+
+    A difference counts as beyond the spread when its mean over seeds is more than twice the standard
+    deviation of the per-seed differences (with two seeds, a rough screen, not a significance test).
+    """
+    from .train.compare import paired_delta
+
+    plain = next((r for r in rows if r.get("plain")), None)
+    if plain is None:
+        return []
+    lines = [f"Against the plain network ({plain['accuracy_mean']:.2f}%):"]
+    for r in rows:
+        if r is plain:
+            continue
+        mean, std, n = paired_delta(r, plain)
+        if n < 2 or std != std:  # one seed: no spread to compare with
+            lines.append(f"  {r['label']}: {mean:+.2f} points (one seed: no spread to judge it by)")
+        elif abs(mean) > 2 * std:
+            lines.append(f"  {r['label']}: {mean:+.2f} ± {std:.2f} points, {'ahead' if mean > 0 else 'behind'} "
+                         "beyond the seed spread")
+        else:
+            lines.append(f"  {r['label']}: {mean:+.2f} ± {std:.2f} points, within the seed spread")
+    return lines

@@ -94,11 +94,11 @@ def test_segmentation_config_errors():
 
 def test_head_lr_multiplier_groups():
     from visattn.segmentation import create_segmenter
-    from visattn.train.trainer import _param_groups
+    from visattn.train.trainer import parameter_groups
 
     model = create_segmenter("cc", 3, backbone="tiny")
     head = {id(p) for p in model.decode_head.parameters()}
-    groups = _param_groups(model, config(head_lr_mult=10.0, lr=0.02))
+    groups = parameter_groups(model, config(head_lr_mult=10.0, lr=0.02))
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     for g in groups:
         in_head = {id(p) in head for p in g["params"]}
@@ -107,7 +107,7 @@ def test_head_lr_multiplier_groups():
         assert g["weight_decay"] == (5e-4 if g["params"][0].ndim > 1 else 0.0)
     assert any(p is model.decode_head.context.gamma for g in groups if g["lr"] == pytest.approx(0.2)
                for p in g["params"])
-    assert len(_param_groups(model, config())) == 2  # the default: the papers' single learning rate
+    assert len(parameter_groups(model, config())) == 2  # the default: the papers' single learning rate
 
 
 def test_loss_is_the_weighted_sum_of_every_output():

@@ -1,16 +1,35 @@
+import json
+
 from visattn.cli import main
-from visattn.train.cli import DEMO_MODULES
+from visattn.demo import DEMO_SEEDS, DEMO_VARIANTS, demo_variant, verdict
 
 
-def test_demo_runs_every_module_then_the_comparison(tiny_fmnist, tmp_path, capsys):
-    argv = ["demo", "--data-dir", str(tiny_fmnist), "--train-limit", "32", "--val-limit", "16", "--out",
-            str(tmp_path / "demo")]
+def test_demo_runs_every_module_then_the_cluttered_comparison(tiny_fmnist, tmp_path, capsys):
+    argv = ["demo", "--data-dir", str(tiny_fmnist), "--epochs", "1", "--train-limit", "32", "--val-limit", "16",
+            "--out", str(tmp_path / "demo")]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "modules ran on real data." in out and "failed" not in out
-    for key in DEMO_MODULES:
+    for key in DEMO_VARIANTS:
         assert f"| {key} |" in out
-    assert (tmp_path / "demo" / "leaderboard.md").exists()
+    assert "Δ vs none (± std of per-seed Δ)" in out and "Against the plain network" in out
+    board = json.loads((tmp_path / "demo" / "leaderboard.json").read_text())
+    assert board["config"]["dataset"] == "cluttered-fashion-mnist" and board["config"]["backbone"] == "plaincnn"
+    stn = next(r for r in board["rows"] if r["label"] == "stn")
+    assert stn["transform"] == "stn" and stn["seeds"] == len(DEMO_SEEDS) >= 2
+    runs = {p.name for p in (tmp_path / "demo").iterdir() if p.is_dir()}
+    assert runs == {f"{demo_variant(k).slug}-s{s}" for k in DEMO_VARIANTS for s in DEMO_SEEDS}
+    assert demo_variant("sge:groups=4").slug == "sge-groups4"
+
+
+def test_verdict_separates_differences_beyond_the_seed_spread():
+    def row(label, accs, plain=False):
+        return {"label": label, "plain": plain, "accuracy_mean": sum(accs) / len(accs),
+                "accuracy_per_seed": {str(i): a for i, a in enumerate(accs)}}
+
+    lines = verdict([row("none", [50, 52], plain=True), row("stn", [60, 61]), row("cbam", [49, 54])])
+    assert "stn: +9.50 ± 0.71 points, ahead beyond the seed spread" in lines[1]
+    assert "cbam: +0.50 ± 2.12 points, within the seed spread" in lines[2]
 
 
 def test_demo_without_data_says_how_to_get_it(tmp_path, capsys, monkeypatch):

@@ -187,14 +187,18 @@ def test_show_modules_filter_quiet_and_a_corrupt_checkpoint(trained_run, tmp_pat
 
 def test_overlay_uses_the_maps_min_max_range_exactly():
     from visattn.viz.maps import Picture
-    from visattn.viz.render import overlay
+    from visattn.viz.render import overlay, with_colorbar
     from visattn.viz.show import ModulePicture, _draw
 
     image = torch.randint(0, 256, (1, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    data = torch.tensor([[[2.0, 3.0, 4.0], [5.0, 6.0, 2.5], [3.5, 4.5, 5.5]]])  # min 2, max 6: not 0 .. max
+    data = torch.tensor([[[2.0, 3.0, 4.0], [5.0, 6.0, 2.5], [3.5, 4.5, 5.5]],  # image 0: min 2, max 6: not 0 .. max
+                         [[1.0, 1.0, 1.0], [1.0, 9.0, 1.0], [1.0, 1.0, 1.0]]])  # image 1 widens the layer's range
     item = ModulePicture("layer1.0.attn", "cbam", "gate", Picture("spatial", data), nn.Identity())
-    drawn, text = _draw(item, 0, image, (0, 0))
-    expected = overlay(image, (data[0] - 2.0) / (6.0 - 2.0))  # the range, computed here by hand
+    drawn, text = _draw(item, 0, image, (0, 0), scale="image")
+    expected = with_colorbar(overlay(image, (data[0] - 2.0) / (6.0 - 2.0)), 2.0, 6.0)  # the range, by hand
     assert torch.equal(drawn, expected)
     assert "range 2 to 6" in text
-    assert not torch.equal(drawn, overlay(image, data[0] / 6.0))  # the max-only scaling would look different
+    assert not torch.equal(drawn, with_colorbar(overlay(image, data[0] / 6.0), 2.0, 6.0))  # max-only scaling differs
+    drawn, text = _draw(item, 0, image, (0, 0), scale="layer")  # one range for the layer, over both images
+    assert torch.equal(drawn, with_colorbar(overlay(image, (data[0] - 1.0) / (9.0 - 1.0)), 1.0, 9.0))
+    assert "colours span 1 to 9" in text

@@ -10,7 +10,8 @@ Example:
 
 from .attach import attach
 from .blocks import POSITIONS, BasicBlock, Bottleneck, ZeroPadShortcut
+from .plain import PlainBlock, PlainCNN
 from .resnet import CifarResNet, ResNet, create, list_backbones
 
-__all__ = ["POSITIONS", "BasicBlock", "Bottleneck", "CifarResNet", "ResNet", "ZeroPadShortcut", "attach", "create",
-           "list_backbones"]
+__all__ = ["POSITIONS", "BasicBlock", "Bottleneck", "CifarResNet", "PlainBlock", "PlainCNN", "ResNet",
+           "ZeroPadShortcut", "attach", "create", "list_backbones"]

@@ -28,7 +28,7 @@ from torch import nn
 from .attach import Site, find_stages, insert
 from .blocks import BasicBlock, Bottleneck, ZeroPadShortcut, conv1x1, conv3x3
 
-__all__ = ["ResNet", "CifarResNet", "create", "list_backbones"]
+__all__ = ["ResNet", "CifarResNet", "create", "list_backbones", "stn_kwargs_for"]
 
 Size = tuple[int, int]
 
@@ -287,9 +287,26 @@ def list_backbones(pattern: str | None = None) -> list[str]:
     return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
 
 
+def stn_kwargs_for(input_size: int | Iterable[int]) -> dict[str, Any]:
+    """The Spatial Transformer's localisation net sized for a network input of ``input_size``.
+
+    The STN paper sizes the localisation net per task, with 20-filter convs (its Appendix A): on 28x28
+    digits its convs see the whole image, on 60x60 cluttered digits they follow max-pools. Here the input
+    is max-pooled before each of the two 20-channel localisation convs by ``size // 20`` (1 below 40
+    pixels, 3 at 60), so the localisation net costs little next to a small CNN whatever the input size.
+
+    Example:
+        >>> stn_kwargs_for(60)
+        {'loc_channels': 20, 'loc_pool': 3}
+    """
+    h, w = _pair(input_size)
+    return {"loc_channels": 20, "loc_pool": max(1, min(h, w) // 20)}
+
+
 def create(name: str, attention: str | None = None, attention_kwargs: Mapping[str, Any] | None = None,
            position: str = "standard", stages: Iterable[int] | None = None, *, num_classes: int | None = None,
-           in_chans: int | None = None, **kwargs: Any) -> nn.Module:
+           in_chans: int | None = None, transform: str | None = None,
+           transform_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
     """Build backbone ``name`` (``list_backbones()``) with attention module ``attention`` where its paper puts it.
 
     Args:
@@ -301,6 +318,10 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
         stages: stage numbers (1 = ``layer1``) that get the module; default: the paper's placement.
         num_classes: classifier outputs (default 1000 ImageNet / 10 CIFAR).
         in_chans: input channels (default 3).
+        transform: a transform-role registry key (``"stn"``) put before the network, on its input: with
+            ``"stn"`` the model is the STN paper's ST-CNN, its localisation net sized for ``input_size``
+            (:func:`stn_kwargs_for`). Combines with ``attention``.
+        transform_kwargs: the transform's keyword arguments (override the sizing).
         **kwargs: further arguments of :class:`ResNet` / :class:`CifarResNet` (``blocks``, ``input_size``,
             ``zero_init_residual``, ``shortcut``, ...).
 
@@ -323,5 +344,18 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
-    return builder(attention=attention, attention_kwargs=attention_kwargs, position=position, stages=stages,
-                   **kwargs)
+    model = builder(attention=attention, attention_kwargs=attention_kwargs, position=position, stages=stages,
+                    **kwargs)
+    if transform is not None:
+        from ..registry import info
+
+        if info(transform).role != "transform":
+            raise ValueError(f"create: transform must be a transform-role module (e.g. 'stn'), got {transform!r} "
+                             f"({info(transform).role}); pass it as attention instead")
+        input_size = _pair(kwargs.get("input_size", 224 if isinstance(model, ResNet) else 32))
+        options = {**(stn_kwargs_for(input_size) if transform == "stn" else {}), **dict(transform_kwargs or {})}
+        insert(model, find_stages(model), transform, input_size=input_size, in_chans=kwargs.get("in_chans", 3),
+               kwargs=options)
+    elif transform_kwargs:
+        raise ValueError("create: transform_kwargs need a transform")
+    return model

@@ -72,6 +72,15 @@ def _title(report: dict) -> str:
             f"({env['device_name']}, {threads}), torch {env['torch']}")
 
 
+def _wrapped_title(report: dict, width_in: float, fontsize: float = 10) -> tuple[str, int]:
+    """The title wrapped to a figure ``width_in`` inches wide (a long CPU name must not be cut off); its lines."""
+    import textwrap
+
+    chars = max(20, int(width_in * 72 / (0.62 * fontsize)))  # a generous average glyph width
+    lines = textwrap.wrap(_title(report), chars)
+    return "\n".join(lines), len(lines)
+
+
 def _plain_log_labels(axis, lo: float, hi: float) -> None:
     """Label a log axis with plain numbers (0.5, 2, 10), minor ticks too when it spans under 1.5 decades."""
     from matplotlib import ticker
@@ -151,8 +160,9 @@ def plot_scaling(report: dict, path: str) -> None:
     fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False,
                title="solid: O(HW)\ndashed: O(HW(H+W))\ndotted: O((HW)^2)\ngrey dots: guide slopes",
                title_fontsize=7, alignment="left")
-    fig.suptitle(_title(report), fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - 2.3 / fig.get_figwidth(), 0.96))
+    title, lines = _wrapped_title(report, fig.get_figwidth())
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 2.3 / fig.get_figwidth(), 1 - (0.1 + 0.2 * lines) / fig.get_figheight()))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -178,7 +188,9 @@ def plot_overhead(report: dict, path: str) -> None:
     reasons = {r["key"]: r["reason"] or r["status"] for r in report["results"] if r["status"] != "ok"}
     largest = sizes[-1] if sizes else None
     keys.sort(key=lambda k: ratio.get((k, largest, "forward_time")) or 0.0)
-    height = max(3.0, 0.22 * len(keys) * max(1, len(sizes)) + 1.5)
+    title, lines = _wrapped_title(report, 6.5 * len(metrics))
+    top = 0.8 + 0.2 * (lines - 1)  # inches above the panels: title lines, then the legend
+    height = max(3.0, 0.22 * len(keys) * max(1, len(sizes)) + 1.5) + 0.2 * (lines - 1)
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), height), squeeze=False)
     cmap = plt.get_cmap("viridis")
     bar = 0.8 / max(1, len(sizes))
@@ -205,10 +217,10 @@ def plot_overhead(report: dict, path: str) -> None:
         ax.set_title(f"{label} relative to {base['name']} (1 = one {base['name']})", fontsize=10)
         ax.grid(True, axis="x", which="both", alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    # in inches from the top: title 0.1-0.3, legend 0.35-0.75, panels from 0.8
-    fig.suptitle(_title(report), fontsize=10, y=1 - 0.1 / height, va="top")
+    # in inches from the top: title 0.1-0.3 (0.2 more per extra line), legend 0.4 below it, then the panels
+    fig.suptitle(title, fontsize=10, y=1 - 0.1 / height, va="top")
     fig.legend(handles, labels, title="H x W", fontsize=7, title_fontsize=7, loc="upper center", ncol=len(sizes),
-               bbox_to_anchor=(0.5, 1 - 0.35 / height), frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.8 / height))
+               bbox_to_anchor=(0.5, 1 - (top - 0.45) / height), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - top / height))
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -14,14 +14,17 @@ from pathlib import Path
 import torch
 
 from .cifar import load_cifar
+from .cluttered import ClutteredImages, ClutterSpec
 from .fashion_mnist import CLASSES as FASHION_CLASSES
 from .fashion_mnist import load_fashion_mnist
 from .image_folder import decode_image, scan_image_folder
 
-__all__ = ["ImageData", "BatchLoader", "load_dataset", "DATASETS", "augment_batch", "make_loader", "shard",
-           "check_data_dir", "DEFAULT_MEMORY_BUDGET_MB"]
+__all__ = ["ImageData", "BatchLoader", "load_dataset", "data_shape", "DATASETS", "augment_batch", "make_loader",
+           "shard", "check_data_dir", "DEFAULT_MEMORY_BUDGET_MB"]
 
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "image-folder")
+DATASETS = ("fashion-mnist", "cluttered-fashion-mnist", "cifar10", "cifar100", "image-folder")
+#: images rendered to estimate the normalisation of a generated data set
+_STATS_SAMPLE = 2048
 
 #: ImageFolder sets whose decoded uint8 images (train + val) exceed this many MiB are streamed from disk
 DEFAULT_MEMORY_BUDGET_MB = 2048
@@ -29,9 +32,13 @@ DEFAULT_MEMORY_BUDGET_MB = 2048
 
 @dataclass
 class ImageData:
-    """uint8 images ``(N, C, H, W)``, int64 labels, class names and per-channel normalisation."""
+    """uint8 images ``(N, C, H, W)``, int64 labels, class names and per-channel normalisation.
 
-    images: torch.Tensor
+    ``images`` is a tensor, or a :class:`~visattn.data.cluttered.ClutteredImages` that renders the batches
+    asked for (index tensors give uint8 batches, slices give views).
+    """
+
+    images: torch.Tensor | ClutteredImages
     labels: torch.Tensor
     classes: list[str]
     mean: tuple[float, ...]
@@ -96,16 +103,23 @@ def _image_folder(root: Path, image_size: int, memory_budget_mb: int):
 
 def load_dataset(name: str, data_dir: str | Path | None = None, *, train_limit: int | None = None,
                  val_limit: int | None = None, image_size: int = 32,
-                 memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB) -> tuple[ImageData, ImageData]:
+                 memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
+                 dataset_kwargs: dict | None = None) -> tuple[ImageData, ImageData]:
     """Train and validation (test split) data for ``name`` in :data:`DATASETS`.
 
     Normalisation statistics come from the training split (before ``train_limit``). ``data_dir`` is used
     exactly as given (a missing, empty or non-folder path is an error, never a fall-back elsewhere).
     An ImageFolder set whose decoded images would need more than ``memory_budget_mb`` MiB comes back as
     :class:`~visattn.data.streaming.StreamedImageData` (files on disk; :func:`make_loader` streams it).
+    ``dataset_kwargs`` are the options of a generated data set (``cluttered-fashion-mnist``: see
+    :class:`~visattn.data.cluttered.ClutterSpec`); other data sets take none.
     """
+    if dataset_kwargs and name != "cluttered-fashion-mnist":
+        raise ValueError(f"{name} takes no data set options, got {sorted(dataset_kwargs)}")
     if data_dir is not None:
         check_data_dir(data_dir)
+    if name == "cluttered-fashion-mnist":
+        return _load_cluttered(data_dir, train_limit, val_limit, dataset_kwargs)
     if name == "image-folder" and data_dir is not None:
         loaded = _image_folder(Path(data_dir), image_size, memory_budget_mb)
         if len(loaded) == 2:  # streamed
@@ -129,6 +143,27 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, train_limit: 
     train = ImageData(tr_x, tr_y, classes, mean, std).subset(train_limit)
     val = ImageData(te_x, te_y, classes, mean, std).subset(val_limit)
     return train, val
+
+
+def _load_cluttered(data_dir, train_limit, val_limit, options) -> tuple[ImageData, ImageData]:
+    spec = ClutterSpec.from_options(options)
+    tr_src, tr_y = load_fashion_mnist("train", data_dir)
+    te_src, te_y = load_fashion_mnist("test", data_dir)
+    tr_x, te_x = ClutteredImages(tr_src, spec, "train"), ClutteredImages(te_src, spec, "test")
+    mean, std = _stats(tr_x[torch.arange(min(len(tr_x), _STATS_SAMPLE))])
+    classes = list(FASHION_CLASSES)
+    return (ImageData(tr_x, tr_y, classes, mean, std).subset(train_limit),
+            ImageData(te_x, te_y, classes, mean, std).subset(val_limit))
+
+
+def data_shape(name: str, image_size: int = 32, dataset_kwargs: dict | None = None) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of the images of data set ``name`` (without loading it)."""
+    if name == "fashion-mnist":
+        return 1, 28, 28
+    if name == "cluttered-fashion-mnist":
+        canvas = ClutterSpec.from_options(dataset_kwargs).canvas
+        return 1, canvas, canvas
+    return 3, (32 if name.startswith("cifar") else image_size), (32 if name.startswith("cifar") else image_size)
 
 
 def augment_batch(images: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:

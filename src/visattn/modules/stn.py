@@ -77,6 +77,9 @@ class SpatialTransformer(nn.Module):
         loc_channels: channels of the localisation net's convs.
         loc_hidden: width of the localisation net's hidden FC layer.
         pool_size: the fixed grid the localisation features are pooled to.
+        loc_pool: max-pool the localisation net's input by this factor before each of its convs (1: none), as
+            the paper's localisation nets for large inputs do (60x60 cluttered MNIST: max-pool, conv, max-pool,
+            conv), so that the localisation net stays cheap on large inputs.
         act_layer: activation of the localisation net (``"relu"``).
         mode: sampling kernel, ``"bilinear"`` (paper, eq. 5) or ``"nearest"`` (eq. 4).
         padding_mode: value outside the input, ``"zeros"`` (paper), ``"border"`` or ``"reflection"``.
@@ -98,22 +101,29 @@ class SpatialTransformer(nn.Module):
     """
 
     def __init__(self, channels: int, *, loc_channels: int = 32, loc_hidden: int = 32, pool_size: int = 4,
-                 act_layer: LayerType = "relu", mode: str = "bilinear", padding_mode: str = "zeros"):
+                 act_layer: LayerType = "relu", mode: str = "bilinear", padding_mode: str = "zeros",
+                 loc_pool: int = 1):
         super().__init__()
         name = type(self).__name__
         if mode not in _MODES:
             raise ValueError(f"{name}: mode must be one of {_MODES}, got {mode!r}")
         if padding_mode not in _PADDING:
             raise ValueError(f"{name}: padding_mode must be one of {_PADDING}, got {padding_mode!r}")
-        if min(loc_channels, loc_hidden, pool_size) < 1:
-            raise ValueError(f"{name}: loc_channels, loc_hidden and pool_size must be >= 1, "
-                             f"got {loc_channels!r}, {loc_hidden!r}, {pool_size!r}")
+        if min(loc_channels, loc_hidden, pool_size, loc_pool) < 1:
+            raise ValueError(f"{name}: loc_channels, loc_hidden, pool_size and loc_pool must be >= 1, "
+                             f"got {loc_channels!r}, {loc_hidden!r}, {pool_size!r}, {loc_pool!r}")
         self.channels = channels
         self.mode = mode
         self.padding_mode = padding_mode
+
+        def pool() -> list[nn.Module]:  # ceil_mode: a map smaller than the window still gives one value
+            return [nn.MaxPool2d(loc_pool, ceil_mode=True)] if loc_pool > 1 else []
+
         self.localization = nn.Sequential(
+            *pool(),
             nn.Conv2d(channels, loc_channels, 3, padding=1),
             create_act(act_layer),
+            *pool(),
             nn.Conv2d(loc_channels, loc_channels, 3, padding=1),
             create_act(act_layer),
             nn.AdaptiveAvgPool2d(pool_size),

@@ -65,12 +65,53 @@ def _positive(kind):
     return parse
 
 
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two numbers), got {text!r}") from None
+    return lo, hi
+
+
+def _count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _clutter_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluttered-fashion-mnist (RAM / STN papers' cluttered digits, made from Fashion-MNIST)")
+    g.add_argument("--canvas", type=_count, default=None, help="canvas side in pixels (default 60)")
+    g.add_argument("--clutter", type=_count, default=None, help="clutter pieces per image (default 4)")
+    g.add_argument("--clutter-size", type=_count, default=None, help="side of a clutter piece (default 8)")
+    g.add_argument("--rts", action="store_true", help="rotate (+-45 degrees) and scale (0.7-1.2) the item, as the "
+                   "STN paper's RTS data")
+    g.add_argument("--rotation", type=_range, default=None, metavar="LOW,HIGH", help="item rotation range, degrees")
+    g.add_argument("--scale", type=_range, default=None, metavar="LOW,HIGH", help="item scale range")
+
+
+def _dataset_kwargs(args: argparse.Namespace) -> dict:
+    names = {"canvas": "canvas", "clutter": "clutter", "clutter_size": "clutter_size", "rotation": "rotation",
+             "scale": "scale"}
+    options = {key: getattr(args, attr) for attr, key in names.items() if getattr(args, attr, None) is not None}
+    if getattr(args, "rts", False):
+        options["rts"] = True
+    return options
+
+
 def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g = p.add_argument_group("recipe")
     g.add_argument("--task", choices=("classification", "segmentation"), default="classification",
                    help="classification, or segmentation (a decode head on a dilated backbone, see --head)")
     g.add_argument("--backbone", default=None, help="e.g. resnet20, resnet56, resnet18, plaincnn (default resnet20); "
                    "segmentation: tiny, resnet18, resnet50, resnet101 (dilated; default tiny)")
+    g.add_argument("--transform", default=None, help="a transform module at the network input: stn (the STN "
+                   "paper's ST-CNN) (default: none)")
+    g.add_argument("--transform-lr-scale", type=_positive(float), default=0.1, help="the input transform learns "
+                   "at this multiple of --lr (0.1: at the full lr the ST's localisation net died in our runs)")
+    g.add_argument("--zero-init-residual", action="store_true", help="start every residual branch at zero (last "
+                   "BN weight 0; torchvision's option, Goyal et al. 2017): a block starts as the identity")
     g.add_argument("--dataset", default=None, choices=DATASETS + SEG_DATASETS,
                    help="the data set (default fashion-mnist; segmentation: fashion-scenes)")
     g.add_argument("--data-dir", default=None, help="data folder, used exactly as given (Fashion-MNIST idx files, "
@@ -112,6 +153,7 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     s.add_argument("--head-lr-mult", type=_positive(float), default=1.0, help="learning-rate multiplier of the "
                    "decode head, whose zero-initialised residual scales otherwise grow slowly (PyTorch-Encoding, "
                    "DANet's code base, trains head and auxiliary layer at 10; 1 is the papers' text)")
+    _clutter_arguments(p)
 
 
 def _jobs_argument(p: argparse.ArgumentParser) -> None:
@@ -139,7 +181,9 @@ def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
                        compile=args.compile, device=args.device, pad=args.crop_pad, flip=not args.no_flip,
                        memory_budget_mb=args.memory_budget_mb, task=args.task, output_stride=args.output_stride,
                        aux=not args.no_aux, scene_size=args.scene_size, crop_size=args.crop_size,
-                       workers=args.workers, head_lr_mult=args.head_lr_mult, **extra)
+                       workers=args.workers, head_lr_mult=args.head_lr_mult, dataset_kwargs=_dataset_kwargs(args),
+                       transform=_transform(args.transform), transform_lr_scale=args.transform_lr_scale,
+                       zero_init_residual=args.zero_init_residual, **extra)
 
 
 def _check_backbone(name: str) -> None:
@@ -245,11 +289,37 @@ def _print_leaderboard(out: str) -> None:
 
 def _variants(text: str):
     """``--attention`` in the module grammar (``none,se,sge:groups=8``) -> comparison entries."""
-    from ..cli import module_list
+    from ..cli import CLIError, module_list
     from .compare import Variant
 
-    return [Variant(s.text, None if s.key == "none" else s.key, attention_kwargs=s.kwargs)
-            for s in module_list(text, allow_none=True)]
+    variants = []
+    for spec in module_list(text, allow_none=True):
+        if spec.key != "none" and _is_transform(spec.key):  # e.g. stn: the network with the ST at its input
+            if spec.kwargs:
+                raise CLIError(f"--attention {spec.text}: a transform is sized for the input; it takes no arguments")
+            variants.append(Variant(spec.text, None, transform=spec.key))
+        else:
+            variants.append(Variant(spec.text, None if spec.key == "none" else spec.key, attention_kwargs=spec.kwargs))
+    return variants
+
+
+def _transform(key: str | None) -> str | None:
+    """``--transform``: a registered transform-role key (``stn``), or none."""
+    from ..cli import CLIError, module_list
+
+    if key is None or key.lower() == "none":
+        return None
+    spec = module_list(key, flag="--transform")[0]
+    if not _is_transform(spec.key) or spec.kwargs:
+        raise CLIError(f"--transform {key}: expected a transform module without arguments "
+                       f"(transforms: {', '.join(_transform_keys())})")
+    return spec.key
+
+
+def _transform_keys() -> list[str]:
+    from ..registry import list_modules
+
+    return list_modules(role="transform")
 
 
 def _compare(args: argparse.Namespace, variants) -> int:
@@ -291,6 +361,15 @@ def _split_list(text: str) -> list[str]:
     if not tokens:
         raise CLIError("--head: give at least one head, e.g. --head fcn,cc")
     return tokens
+
+
+def _is_transform(key: str) -> bool:
+    from ..registry import info
+
+    try:
+        return info(key).role == "transform"
+    except KeyError:
+        return False
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -19,12 +19,14 @@ from typing import Any
 
 import torch
 
+from ..data.loader import data_shape
 from ..registry import info
 from .checkpoint import atomic_write_text
 from .config import TrainConfig
 from .trainer import build_model, train
 
-__all__ = ["Variant", "compare", "ablation_variants", "leaderboard_rows", "model_latency", "ABLATIONS"]
+__all__ = ["Variant", "compare", "ablation_variants", "leaderboard_rows", "model_latency", "latency_stats",
+           "paired_delta", "describe_recipe", "ABLATIONS"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Variant:
     position: str = "standard"
     attention_kwargs: tuple[tuple[str, Any], ...] = ()
     group: str = ""
+    transform: str | None = None  # a transform-role module at the input ("stn": the ST-CNN)
     head: str | None = None  # segmentation: the decode head (its module arguments in attention_kwargs)
 
     @property
@@ -44,17 +47,27 @@ class Variant:
         if self.head is not None:
             parts = [self.head, *(f"{k}{v}" for k, v in self.attention_kwargs)]
             return "-".join(str(p).replace("_", "") for p in parts)
-        parts = [self.attention or "none"]
+        parts = ([self.transform] if self.transform else []) + [self.attention or "none"]
+        if self.transform and not self.attention:
+            parts = [self.transform]
         if self.position != "standard":
             parts.append(self.position)
         defaults = info(self.attention).defaults if self.attention else {}
         parts += [f"{k}{v}" for k, v in self.attention_kwargs if defaults.get(k, object()) != v]
         return "-".join(str(p).replace("_", "") for p in parts)
 
+    @property
+    def plain(self) -> bool:
+        """The network without any attention module or transform (for segmentation: the FCN head)."""
+        if self.head is not None:
+            return self.head == "fcn"
+        return self.attention is None and self.transform is None
+
     def apply(self, base: TrainConfig, seed: int) -> TrainConfig:
         head = {"head": self.head} if self.head is not None else {}
         return replace(base, attention=self.attention, position=self.position,
-                       attention_kwargs=dict(self.attention_kwargs), seed=seed, **head)
+                       attention_kwargs=dict(self.attention_kwargs), seed=seed,
+                       transform=self.transform or base.transform, **head)
 
 
 #: The SE paper's ablations (Hu et al., Tables 11-14): group -> (column title, argument, values).
@@ -83,6 +96,12 @@ def ablation_variants(key: str = "se") -> list[Variant]:
 def model_latency(model: torch.nn.Module, input_shape: tuple[int, ...], device: str = "cpu",
                   repeat: int = 30) -> float:
     """Median forward latency in milliseconds (inference mode, after warm-up)."""
+    return latency_stats(model, input_shape, device, repeat)["median"]
+
+
+def latency_stats(model: torch.nn.Module, input_shape: tuple[int, ...], device: str = "cpu",
+                  repeat: int = 30) -> dict[str, float]:
+    """Forward latency in milliseconds: ``median``, ``p10`` and ``p90`` of ``repeat`` timed calls after warm-up."""
     model = model.to(device).eval()
     x = torch.randn(input_shape, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -96,7 +115,8 @@ def model_latency(model: torch.nn.Module, input_shape: tuple[int, ...], device: 
             model(x)
             sync()
             times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    deciles = statistics.quantiles(times, n=10)
+    return {"median": 1e3 * statistics.median(times), "p10": 1e3 * deciles[0], "p90": 1e3 * deciles[-1]}
 
 
 def compare(base: TrainConfig, variants: Sequence[Variant], seeds: Sequence[int], out: str | Path, *,
@@ -171,10 +191,9 @@ def _model_and_input(config: TrainConfig) -> tuple[torch.nn.Module, tuple[int, .
 
         task = SegmentationTask()
         return task.build_model(config), task.sample_shape(config)
-    in_chans = 1 if config.dataset == "fashion-mnist" else 3
-    size = 28 if config.dataset == "fashion-mnist" else config.image_size
+    in_chans, height, width = data_shape(config.dataset, config.image_size, config.dataset_kwargs)
     model = build_model(config, in_chans, 100 if config.dataset == "cifar100" else 10)
-    return model, (1, in_chans, size, size)
+    return model, (1, in_chans, height, width)
 
 
 def _metric(base: TrainConfig) -> tuple[str, str]:
@@ -184,8 +203,17 @@ def _metric(base: TrainConfig) -> tuple[str, str]:
 
 def leaderboard_rows(base: TrainConfig, variants: Sequence[Variant], results: dict[str, list[dict]], *,
                      latency: bool = True) -> list[dict]:
+    """One row per variant (and per ablation group it is in): the headline score over seeds, cost, latency.
+
+    The score is the task's (``accuracy``, or ``miou`` for segmentation): row keys ``<score>_mean``,
+    ``<score>_std`` and ``<score>_per_seed``.
+
+    Latency is measured once per distinct model (slug) and reused wherever that model appears again,
+    as the median of 30 timed calls with its p10 / p90 spread.
+    """
     metric, _ = _metric(base)
     rows, seen = [], set()
+    timed: dict[str, dict[str, float]] = {}
     for variant in variants:
         if variant.slug in seen and not variant.group:
             continue
@@ -195,8 +223,10 @@ def leaderboard_rows(base: TrainConfig, variants: Sequence[Variant], results: di
         first = runs[0]
         row = {
             "label": variant.label, "group": variant.group, "attention": variant.attention or "none",
+            "transform": variant.transform, "plain": variant.plain,
             "slug": variant.slug, f"{metric}_mean": statistics.fmean(accs),
             f"{metric}_std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "seeds": len(accs),
+            f"{metric}_per_seed": {str(r["config"]["seed"]): r[metric] for r in runs if "config" in r},
             "params": first["params"], "flops": first["flops"],
             "train_time_s": statistics.fmean(r["train_time_s"] for r in runs),
             "images_per_s": statistics.fmean(r["images_per_s"] for r in runs),
@@ -204,54 +234,110 @@ def leaderboard_rows(base: TrainConfig, variants: Sequence[Variant], results: di
         if variant.head is not None:
             row["head"] = variant.head
         if latency:
-            model, shape = _model_and_input(variant.apply(base, 0))
-            row["latency_cpu_ms"] = model_latency(model, shape, "cpu")
-            if torch.cuda.is_available():
-                row["latency_gpu_ms"] = model_latency(model, shape, "cuda")
+            if variant.slug not in timed:
+                model, shape = _model_and_input(variant.apply(base, 0))
+                timed[variant.slug] = {f"cpu_{k}": v for k, v in latency_stats(model, shape, "cpu").items()}
+                if torch.cuda.is_available():
+                    timed[variant.slug].update({f"gpu_{k}": v for k, v in latency_stats(model, shape, "cuda").items()})
+            t = timed[variant.slug]
+            row["latency_cpu_ms"], row["latency_cpu_p10_ms"], row["latency_cpu_p90_ms"] = (
+                t["cpu_median"], t["cpu_p10"], t["cpu_p90"])
+            if "gpu_median" in t:
+                row["latency_gpu_ms"], row["latency_gpu_p10_ms"], row["latency_gpu_p90_ms"] = (
+                    t["gpu_median"], t["gpu_p10"], t["gpu_p90"])
         rows.append(row)
     return rows
 
 
+def paired_delta(row: dict, baseline: dict, metric: str = "accuracy") -> tuple[float, float, int]:
+    """Score difference to ``baseline``: mean and std of the per-seed differences (paired by seed), seeds."""
+    a, b = row.get(f"{metric}_per_seed") or {}, baseline.get(f"{metric}_per_seed") or {}
+    common = sorted(set(a) & set(b))
+    if not common:  # no per-seed record: the difference of the means, spread unknown
+        return row[f"{metric}_mean"] - baseline[f"{metric}_mean"], float("nan"), 0
+    diffs = [a[s] - b[s] for s in common]
+    return statistics.fmean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else float("nan"), len(diffs)
+
+
+def _fmt_delta(r: dict, baseline: dict | None, metric: str) -> str:
+    if not baseline:
+        return ""
+    mean, std, n = paired_delta(r, baseline, metric)
+    return f"{mean:+.2f} ± {std:.2f}" if n > 1 and r is not baseline else f"{mean:+.2f}"
+
+
+def _fmt_latency(r: dict, kind: str) -> str:
+    if f"latency_{kind}_ms" not in r:
+        return "-"
+    spread = (f" ({r[f'latency_{kind}_p10_ms']:.2f}-{r[f'latency_{kind}_p90_ms']:.2f})"
+              if f"latency_{kind}_p10_ms" in r else "")
+    return f"{r[f'latency_{kind}_ms']:.2f}{spread}"
+
+
 def _fmt_row(r: dict, baseline: dict | None, metric: str = "accuracy") -> str:
     mean, std = r[f"{metric}_mean"], r[f"{metric}_std"]
-    delta = f"{mean - baseline[f'{metric}_mean']:+.2f}" if baseline else ""
     acc = f"{mean:.2f} ± {std:.2f}" if r["seeds"] > 1 else f"{mean:.2f}"
-    lat = f"{r['latency_cpu_ms']:.2f}" if "latency_cpu_ms" in r else "-"
-    gpu = f" {r['latency_gpu_ms']:.2f} |" if "latency_gpu_ms" in r else ""
-    return (f"| {r['label']} | {acc} | {delta} | {r['params']:,} | "
-            f"{r['flops'] / 1e6:.2f} | {lat} |{gpu} {r['train_time_s']:.0f} | {r['images_per_s']:,.0f} |")
+    gpu = f" {_fmt_latency(r, 'gpu')} |" if "latency_gpu_ms" in r else ""
+    return (f"| {r['label']} | {acc} | {_fmt_delta(r, baseline, metric)} | {r['params']:,} | "
+            f"{r['flops'] / 1e6:.2f} | {_fmt_latency(r, 'cpu')} |{gpu} {r['train_time_s']:.0f} | "
+            f"{r['images_per_s']:,.0f} |")
+
+
+def describe_recipe(base: TrainConfig, seeds: int) -> str:
+    """One line: network, data set (with its options), budget and seeds."""
+    if base.task == "segmentation":
+        net = f"{base.backbone}-D{base.output_stride} decode heads" + (
+            f" (head at {base.head_lr_mult:g}x the lr)" if base.head_lr_mult != 1 else "")
+    else:
+        net = base.backbone + (f" + {base.transform} at the input" if base.transform else "")
+    data = base.dataset + (" (" + ", ".join(f"{k}={v}" for k, v in base.dataset_kwargs.items()) + ")"
+                           if base.dataset_kwargs else "")
+    if base.dataset == "fashion-scenes":
+        data += f" ({base.scene_size}x{base.scene_size})"
+    images = f"{base.train_limit:,}" if base.train_limit else "all"
+    return (f"{net} on {data}, {images} training images x {base.epochs} epoch(s), batch {base.batch_size}, "
+            f"lr {base.lr} ({base.schedule}), {seeds} seed(s)")
 
 
 def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Leaderboard") -> str:
     """Markdown tables: one for a comparison, one per ablation group (the SE paper's layout)."""
     gpu = any("latency_gpu_ms" in r for r in rows)
-    metric, title_metric = _metric(base)
-    head = ("| {first} | " + title_metric + (" (mean ± std)" if max(r["seeds"] for r in rows) > 1 else "")
-            + " | Δ vs {ref} | params | MFLOPs | CPU latency ms |"
-            + (" GPU latency ms |" if gpu else "") + " train time s | train img/s |")
-    rule = "|---" * (9 if gpu else 8) + "|"
     seeds = max(r["seeds"] for r in rows)
-    what = f"{base.backbone}-D{base.output_stride} decode heads" if base.task == "segmentation" else base.backbone
-    where = base.dataset + (f" ({base.scene_size}x{base.scene_size})" if base.dataset == "fashion-scenes" else "")
+    metric, title_metric = _metric(base)
+    head = ("| {first} | " + title_metric + (" (mean ± std)" if seeds > 1 else "")
+            + " | Δ vs {ref}" + (" (± std of per-seed Δ)" if seeds > 1 else "")
+            + " | params | MFLOPs | CPU latency ms (p10-p90) |"
+            + (" GPU latency ms (p10-p90) |" if gpu else "") + " train time s | train img/s |")
+    rule = "|---" * (9 if gpu else 8) + "|"
+    if base.task == "segmentation":
+        what = f"{base.backbone}-D{base.output_stride} decode heads"
+        where = base.dataset + (f" ({base.scene_size}x{base.scene_size})" if base.dataset == "fashion-scenes" else "")
+    else:
+        what, where = base.backbone, base.dataset
     lines = [f"# {title}", "",
-             f"{what} on {where}, {base.epochs} epoch(s), batch {base.batch_size}, lr {base.lr} "
-             f"({base.schedule})" + (f", decode head at {base.head_lr_mult:g}x the lr" if base.task == "segmentation"
-                                     and base.head_lr_mult != 1 else "") + f", {seeds} seed(s) each"
+             f"{what} on {where}, {base.epochs} epoch(s), batch {base.batch_size}, lr {base.lr} ({base.schedule})"
+             + (f", decode head at {base.head_lr_mult:g}x the lr" if base.task == "segmentation"
+                and base.head_lr_mult != 1 else "") + f", {seeds} seed(s) each"
              + (f", the first {base.train_limit:,} training images" if base.train_limit else ", all training images")
              + (f", the first {base.val_limit:,} test images" if base.val_limit else ", all test images")
-             + ". Latency: median forward of one image, batch 1. Train time and images/s are wall-clock on the "
-             "machine as it was during each run.", ""]
+             + (f"; data set options {base.dataset_kwargs}" if base.dataset_kwargs else "")
+             + (f"; {base.transform} at the input of every network" if base.transform else "")
+             + f". Δ: {title_metric.split()[0]} minus the reference's, per seed (the same seed gives both runs the "
+             "same data order), "
+             "then mean ± std over seeds. Latency: median forward of one image, batch 1, with its p10-p90 over 30 "
+             "calls, measured once per distinct model. Train time and images/s are wall-clock on the machine as it "
+             "was during each run.", ""]
     groups = list(dict.fromkeys(r["group"] for r in rows))
     for group in groups:
         members = [r for r in rows if r["group"] == group]
         if not group:
             members.sort(key=lambda r: -r[f"{metric}_mean"])
-            baseline = next((r for r in members if r.get("head", r["attention"]) in ("none", "fcn")),
+            baseline = next((r for r in members if r.get("plain", r["attention"] == "none")),
                             next((r for r in members if r.get("head") == "unet"), None))  # U-Net vs Attention U-Net
         else:  # the module's default setting (its bare key), as the paper's tables compare against
             baseline = next((r for r in members if r["slug"] == r["attention"]), members[0])
             lines += [f"## {group}", ""]
-        first = ABLATIONS[group][0] if group in ABLATIONS else ("head" if base.task == "segmentation" else "module")
+        first = ABLATIONS[group][0] if group in ABLATIONS else "module"
         ref = baseline["label"] if baseline else "-"
         lines += [head.format(first=first, ref=ref), rule]
         lines += [_fmt_row(r, baseline, metric) for r in members]
@@ -267,4 +353,4 @@ def write_leaderboard(out: Path, base: TrainConfig, rows: list[dict], title: str
     except ImportError:
         print("matplotlib is not installed: no plots (pip install 'visattn[viz]')", file=sys.stderr)
         return
-    plot_leaderboard(out, rows, *_metric(base))
+    plot_leaderboard(out, rows, describe_recipe(base, max(r["seeds"] for r in rows)), *_metric(base))

@@ -75,12 +75,12 @@ class ClassificationTask(Task):
 
         return trainer.load_dataset(config.dataset, config.data_dir, train_limit=config.train_limit,
                                     val_limit=config.val_limit, image_size=config.image_size,
-                                    memory_budget_mb=config.memory_budget_mb)
+                                    memory_budget_mb=config.memory_budget_mb, dataset_kwargs=config.dataset_kwargs)
 
     def build_model(self, config: TrainConfig, train) -> nn.Module:
         from .trainer import build_model
 
-        return build_model(config, train.in_chans, len(train.classes))
+        return build_model(config, train.in_chans, len(train.classes), train.image_shape[-2:])
 
     def sample_shape(self, config: TrainConfig, train) -> tuple[int, ...]:
         return (1, *train.image_shape)
@@ -102,7 +102,8 @@ class ClassificationTask(Task):
         return {"accuracy": accuracy, "loss": loss}
 
     def describe(self, config: TrainConfig) -> str:
-        return f"{config.backbone} + {config.attention or 'no attention'}"
+        return (f"{config.backbone}" + (f" with {config.transform} at the input" if config.transform else "")
+                + f" + {config.attention or 'no attention'}")
 
 
 class SegmentationTask(Task):

@@ -45,12 +45,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_model(config: TrainConfig, in_chans: int, num_classes: int) -> nn.Module:
-    """The backbone of ``config`` with its attention module."""
+def build_model(config: TrainConfig, in_chans: int, num_classes: int,
+                input_size: tuple[int, int] | None = None) -> nn.Module:
+    """The backbone of ``config`` with its attention module (and input transform), built for ``input_size``."""
     from ..backbones import create as create_backbone
+    from ..data.loader import data_shape
 
+    if input_size is None:
+        input_size = data_shape(config.dataset, config.image_size, config.dataset_kwargs)[1:]
+    extra = {"zero_init_residual": True} if config.zero_init_residual else {}
     return create_backbone(config.backbone, attention=config.attention, attention_kwargs=dict(config.attention_kwargs),
-                           position=config.position, in_chans=in_chans, num_classes=num_classes)
+                           position=config.position, in_chans=in_chans, num_classes=num_classes,
+                           transform=config.transform, input_size=tuple(input_size), **extra)
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -67,22 +73,34 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
-def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """No weight decay on norms, biases and scales; a segmentation decode head at ``head_lr_mult`` x the lr."""
+def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """SGD parameter groups: weights with weight decay, norms / biases / scales (ndim <= 1) without.
+
+    Two kinds of parameters learn at their own multiple of ``config.lr`` (each group's ``lr_scale``):
+    an input transform (an ST's localisation net, ``"transform": True``) at ``transform_lr_scale``, and a
+    segmentation decode head (``"head": True``) at ``head_lr_mult`` when that is not 1. Without either the
+    groups are ``[weights, flat]`` as before.
+    """
+    transform = getattr(model, "transform", None)
+    in_transform = {id(p) for p in transform.parameters()} if isinstance(transform, nn.Module) else set()
     head = getattr(model, "decode_head", None) if config.task == "segmentation" else None
     in_head = {id(p) for p in head.parameters()} if head is not None and config.head_lr_mult != 1 else set()
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
-        groups.setdefault((p.ndim > 1, id(p) in in_head), []).append(p)
-    return [{"params": ps, "weight_decay": config.weight_decay if decay else 0.0,
-             "lr": config.lr * (config.head_lr_mult if is_head else 1.0)}
-            for (decay, is_head), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
+        groups.setdefault((id(p) in in_transform, id(p) in in_head, p.ndim <= 1), []).append(p)
+    out = []
+    for (is_transform, is_head, flat), params in sorted(groups.items()):
+        scale = config.transform_lr_scale if is_transform else config.head_lr_mult if is_head else 1.0
+        out.append({"params": params, "weight_decay": 0.0 if flat else config.weight_decay, "lr": config.lr * scale,
+                    "lr_scale": scale, "transform": is_transform, "head": is_head})
+    return out
 
 
 def _schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total: int):
     if config.schedule == "onecycle" and total >= 4:
         # a quarter of the steps warm up (at least two, so very short runs still have both phases)
-        max_lr = [group["lr"] for group in optimizer.param_groups]
+        # each group's own peak (read from the recipe, not from group["lr"], which a resumed optimizer has moved)
+        max_lr = [config.lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total,
                                                    pct_start=min(0.5, max(0.25, 2.0 / total)), div_factor=10,
                                                    final_div_factor=100)
@@ -190,7 +208,8 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
         model.to(memory_format=torch.channels_last)
 
     loader = task.train_loader(config, train_data, dist)
-    optimizer = torch.optim.SGD(_param_groups(model, config), lr=config.lr, momentum=config.momentum, nesterov=True)
+    optimizer = torch.optim.SGD(parameter_groups(model, config), lr=config.lr, momentum=config.momentum,
+                                nesterov=True)
     scheduler = _schedule(config, optimizer, config.epochs * len(loader))
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
 

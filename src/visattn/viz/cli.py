@@ -49,7 +49,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         show_run(args.run_dir, args.out, images=args.images, classes=args.classes, query=args.query,
                  data_dir=args.data_dir, limit=args.limit, device=args.device, gradcam_layer=args.gradcam_layer,
-                 modules=modules, log=(lambda *a, **k: None) if args.quiet else print)
+                 modules=modules, log=(lambda *a, **k: None) if args.quiet else print,
+                 scale=args.scale)
     except ShowError as err:
         raise CLIError(str(err)) from None
     return 0
@@ -78,4 +79,7 @@ def add_parser(subparsers) -> None:
     add_quiet_argument(p)
     p.add_argument("--gradcam-layer", default=None, metavar="NAME",
                    help="module explained by Grad-CAM (default: the last convolutional stage, e.g. layer3)")
+    p.add_argument("--scale", choices=("layer", "image"), default="layer",
+                   help="colour range of the maps: 'layer' (default): one range per layer over the drawn images, "
+                   "so a nearly flat map looks flat; 'image': each map on its own min-max")
     p.set_defaults(func=cmd_show)

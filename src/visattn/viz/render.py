@@ -16,8 +16,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-__all__ = ["colorize", "normalize", "overlay", "matrix_image", "write_png", "save_class_heatmap",
-           "display_scale", "DISPLAY_SIZE"]
+__all__ = ["colorize", "normalize", "rescale", "nearly_constant", "with_colorbar", "text_image", "overlay",
+           "matrix_image", "write_png", "save_class_heatmap", "display_scale", "DISPLAY_SIZE", "CONSTANT_SPREAD"]
+
+#: A map whose range is below this fraction of its mean magnitude is reported as nearly constant.
+CONSTANT_SPREAD = 0.01
 
 #: Overlays are enlarged by an integer factor to about this many pixels on their longer side.
 DISPLAY_SIZE = 168
@@ -50,6 +53,58 @@ def normalize(m: torch.Tensor) -> tuple[torch.Tensor, float, float]:
     if not hi - lo > 1e-12 * max(1.0, abs(hi)):
         return torch.zeros_like(m), lo, hi
     return (m - lo) / (hi - lo), lo, hi
+
+
+def rescale(m: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """``m`` mapped from ``[lo, hi]`` to ``[0, 1]`` (clamped), e.g. on a range shared by several maps."""
+    if not hi - lo > 1e-12 * max(1.0, abs(hi)):
+        return torch.zeros_like(m, dtype=torch.float32)
+    return ((m.float() - lo) / (hi - lo)).clamp(0, 1)
+
+
+def nearly_constant(m: torch.Tensor, spread: float = CONSTANT_SPREAD) -> bool:
+    """Whether the map's range (max - min) is below ``spread`` times its mean magnitude (a flat map)."""
+    m = m.float()
+    size = float(m.abs().mean())
+    if size == 0:
+        return True
+    return float(m.max() - m.min()) < spread * size
+
+
+# A 3 x 5 pixel font for the numbers of a colour bar: each glyph is 5 rows of 3 bits.
+_GLYPHS = {
+    "0": (7, 5, 5, 5, 7), "1": (2, 6, 2, 2, 7), "2": (7, 1, 7, 4, 7), "3": (7, 1, 7, 1, 7), "4": (5, 5, 7, 1, 1),
+    "5": (7, 4, 7, 1, 7), "6": (7, 4, 7, 5, 7), "7": (7, 1, 1, 1, 1), "8": (7, 5, 7, 5, 7), "9": (7, 5, 7, 1, 7),
+    ".": (0, 0, 0, 0, 2), "-": (0, 0, 7, 0, 0), "+": (0, 2, 7, 2, 0), "e": (0, 7, 7, 4, 7), " ": (0, 0, 0, 0, 0),
+}
+
+
+def text_image(text: str, scale: int = 2) -> torch.Tensor:
+    """``text`` (digits, ``.``, ``-``, ``+``, ``e``, space) as a ``(5*scale, 4*scale*len, )`` bool mask."""
+    cols = []
+    for ch in text:
+        rows = _GLYPHS.get(ch, _GLYPHS[" "])
+        glyph = torch.tensor([[(r >> (2 - i)) & 1 for i in range(3)] + [0] for r in rows], dtype=torch.bool)
+        cols.append(glyph)
+    mask = torch.cat(cols, 1) if cols else torch.zeros(5, 0, dtype=torch.bool)
+    return mask.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+
+
+def with_colorbar(rgb: torch.Tensor, lo: float, hi: float, cmap: str = "viridis") -> torch.Tensor:
+    """``rgb`` ``(H, W, 3)`` with a colour bar below it, ``lo`` written under its left end and ``hi`` under its right.
+
+    Returns:
+        ``(H + bar, W, 3)`` uint8: the picture, a white gap, the colour map from 0 to 1 left to right, the numbers.
+    """
+    h, w, _ = rgb.shape
+    white = torch.full((1, w, 3), 255, dtype=torch.uint8)
+    bar = colorize(torch.linspace(0, 1, w), cmap).unsqueeze(0).expand(max(6, h // 16), w, 3)
+    labels = torch.full((14, w, 3), 255, dtype=torch.uint8)
+    for text, left in ((f"{lo:.3g}", True), (f"{hi:.3g}", False)):
+        mask = text_image(text)[:, : w // 2]
+        x0 = 1 if left else w - mask.shape[1] - 1
+        labels[2:2 + mask.shape[0], x0:x0 + mask.shape[1]][mask] = 0
+    return torch.cat([rgb, white.expand(3, w, 3), bar, labels], 0)
 
 
 def display_scale(h: int, w: int, target: int = DISPLAY_SIZE) -> int:

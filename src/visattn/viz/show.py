@@ -28,7 +28,20 @@ from .gradcam import find_last_stage, grad_cam
 from .html import Figure, Section, write_page
 from .maps import Picture, interpret
 from .recorder import Recorder, outermost
-from .render import matrix_image, normalize, overlay, save_class_heatmap, write_png
+from .render import (
+    CONSTANT_SPREAD,
+    matrix_image,
+    nearly_constant,
+    normalize,
+    overlay,
+    rescale,
+    save_class_heatmap,
+    with_colorbar,
+    write_png,
+)
+
+#: How maps are coloured: one range per layer over the drawn images, or each map to its own range.
+SCALES = ("layer", "image")
 
 __all__ = ["ShowError", "ShowResult", "ModulePicture", "show_run", "show_model", "load_run", "parse_classes",
            "select_images", "module_pictures"]
@@ -135,7 +148,8 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
         raise ShowError(f"{run}: no readable checkpoint in {run / 'checkpoints'}; train the run first")
     state, _ = loaded
     try:
-        _, test = load_dataset(config.dataset, data_dir or config.data_dir, image_size=config.image_size)
+        _, test = load_dataset(config.dataset, data_dir or config.data_dir, image_size=config.image_size,
+                               dataset_kwargs=config.dataset_kwargs)
         test = test if isinstance(test, ImageData) else test.to_memory()  # pictures need the pixels at hand
     except (OSError, ValueError) as err:
         raise ShowError(f"cannot load the {config.dataset} test set ({err}); pass --data-dir") from None
@@ -143,7 +157,7 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
         dev = resolve_device(device)
     except ValueError as err:
         raise ShowError(str(err)) from None
-    model = build_model(config, test.in_chans, len(test.classes))
+    model = build_model(config, test.in_chans, len(test.classes), tuple(test.images.shape[-2:]))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
@@ -156,7 +170,7 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
 def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int = 4,
              classes: Sequence[str] | None = None, query: tuple[int, int] | None = None,
              data_dir: str | None = None, limit: int | None = None, device: str = "cpu",
-             gradcam_layer: str | None = None, modules: Sequence[str] | None = None,
+             gradcam_layer: str | None = None, modules: Sequence[str] | None = None, scale: str = "layer",
              log: Callable[[str], None] = print) -> ShowResult:
     """``visattn show``: load the run in ``run_dir`` (latest good checkpoint) and write the page to ``out``.
 
@@ -172,6 +186,7 @@ def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int 
         device: ``cpu``, ``cuda`` or ``auto``.
         gradcam_layer: the module Grad-CAM explains (default: the last convolutional stage).
         modules: draw only the visattn modules with these registry keys (default: all).
+        scale: ``"layer"`` (one colour range per layer over the drawn images) or ``"image"`` (per map).
         log: where progress lines go.
     """
     if _is_segmentation_run(Path(run_dir)):
@@ -190,7 +205,7 @@ def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int 
     limit = config.val_limit if limit is None else limit
     return show_model(model, test, Path(out) if out else run / "show", indices=indices, query=query, limit=limit,
                       gradcam_layer=gradcam_layer, title=f"visattn show: {run.name}", intro=intro, modules=modules,
-                      log=log)
+                      scale=scale, log=log)
 
 
 def _is_segmentation_run(run: Path) -> bool:
@@ -278,18 +293,37 @@ def _warp(module: nn.Module, image: torch.Tensor, theta: torch.Tensor) -> torch.
     return out[0].clamp(0, 1)
 
 
-def _draw(item: ModulePicture, b: int, image: torch.Tensor, marker: tuple[int, int]) -> tuple[torch.Tensor, str]:
+def _colour_range(maps: torch.Tensor, b: int, scale: str) -> tuple[float, float]:
+    """The values the colour map spans: the layer's range over all drawn images, or image ``b``'s own."""
+    m = maps if scale == "layer" else maps[b]
+    return float(m.min()), float(m.max())
+
+
+def _describe(m: torch.Tensor, lo: float, hi: float, scale: str) -> str:
+    text = f"range {float(m.min()):.3g} to {float(m.max()):.3g}"
+    if scale == "layer":
+        text += f"; colours span {lo:.3g} to {hi:.3g}, shared by this layer's maps of all drawn images"
+    if nearly_constant(m):
+        text += (f"; NEARLY CONSTANT (range under {CONSTANT_SPREAD:.0%} of its mean): this map weighs every "
+                 "position almost alike")
+    return text
+
+
+def _draw(item: ModulePicture, b: int, image: torch.Tensor, marker: tuple[int, int],
+          scale: str = "layer") -> tuple[torch.Tensor, str]:
     p = item.picture
     if p.kind == "transform":
         theta = p.data[b]
         rows = "; ".join(", ".join(f"{v:.3g}" for v in row) for row in theta.tolist())
         return overlay(_warp(item.module, image, theta)), f"the input warped by theta = [{rows}]"
+    lo, hi = _colour_range(p.data, b, scale)
+    m = p.data[b]
     if p.kind == "matrix":
-        m, lo, hi = normalize(p.data[b])
-        return matrix_image(m), f"{tuple(m.shape)}, range {lo:.3g} to {hi:.3g}"
-    m, lo, hi = normalize(p.data[b])
-    text = f"{p.kind} weights on a {m.shape[0]}x{m.shape[1]} grid, range {lo:.3g} to {hi:.3g}"
-    return overlay(image, m, marker=marker if p.kind == "context" else None), text
+        picture = with_colorbar(matrix_image(rescale(m, lo, hi)), lo, hi)
+        return picture, f"{tuple(m.shape)}, {_describe(m, lo, hi, scale)}"
+    text = f"{p.kind} weights on a {m.shape[0]}x{m.shape[1]} grid, {_describe(m, lo, hi, scale)}"
+    picture = overlay(image, rescale(m, lo, hi), marker=marker if p.kind == "context" else None)
+    return with_colorbar(picture, lo, hi), text
 
 
 def _normalized(data: ImageData, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -335,7 +369,8 @@ def _channel_means(model: nn.Module, data: ImageData, channel_items: list[Module
 def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: Sequence[int],
                query: tuple[int, int] | None = None, limit: int | None = None, gradcam_layer: str | None = None,
                batch_size: int = 128, title: str = "visattn show", intro: Sequence[str] = (),
-               modules: Sequence[str] | None = None, log: Callable[[str], None] = print) -> ShowResult:
+               modules: Sequence[str] | None = None, scale: str = "layer",
+               log: Callable[[str], None] = print) -> ShowResult:
     """Draw the attention of ``model`` on images ``indices`` of ``data`` into ``out`` (PNGs and index.html).
 
     Args:
@@ -350,8 +385,13 @@ def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: S
         title: the page's title.
         intro: the page's first paragraphs.
         modules: draw only the visattn modules with these registry keys (default: all).
+        scale: ``"layer"``: each layer's maps share one colour range over the drawn images, so a flat map
+            looks flat; ``"image"``: each map spans the whole colour map (its own min to max). Every map
+            PNG has a colour bar with the range, and the page says when a map is nearly constant.
         log: where progress lines go.
     """
+    if scale not in SCALES:
+        raise ShowError(f"scale must be one of {SCALES}, got {scale!r}")
     out = Path(out)
     if gradcam_layer is not None:
         try:
@@ -403,6 +443,7 @@ def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: S
         return name
 
     sections = []
+    flat: list[str] = []
     per_image = [it for it in items if it.picture.kind != "channel"]
     for b, idx in enumerate(indices):
         cls, pred = data.classes[int(labels[b])], data.classes[int(preds[b])]
@@ -410,12 +451,14 @@ def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: S
         about = f"test image #{idx}, class {cls}, predicted {pred} ({verdict})"
         figs = [Figure(save(f"img{b:02d}-input.png", overlay(images[b])), "input", about)]
         if cam is not None:
-            m, lo, hi = normalize(cam[b])
-            figs.append(Figure(save(f"img{b:02d}-gradcam.png", overlay(images[b], m)), f"Grad-CAM at {layer}",
-                               f"predicted class {pred}; {m.shape[0]}x{m.shape[1]} grid, range {lo:.3g} to "
-                               f"{hi:.3g}; {about}"))
+            m, lo, hi = normalize(cam[b])  # Grad-CAM is relative by construction: each map on its own range
+            figs.append(Figure(save(f"img{b:02d}-gradcam.png", with_colorbar(overlay(images[b], m), lo, hi)),
+                               f"Grad-CAM at {layer}", f"predicted class {pred}; {m.shape[0]}x{m.shape[1]} grid, "
+                               f"range {lo:.3g} to {hi:.3g} (its own); {about}"))
         for j, it in enumerate(per_image):
-            rgb, text = _draw(it, b, images[b], (qy, qx))
+            rgb, text = _draw(it, b, images[b], (qy, qx), scale)
+            if "NEARLY CONSTANT" in text:
+                flat.append(f"{it.key} {it.picture.kind} map at {it.owner or '(model)'} ({it.label}), image {b + 1}")
             name = save(f"img{b:02d}-{j:02d}-{_slug(it.owner)}.png", rgb)
             figs.append(Figure(name, f"{it.key} at {it.owner or '(model)'}", f"{it.label}; {text}; {about}"))
         sections.append(Section(f"Image {b + 1}: {cls}, predicted {pred} ({probs[b, preds[b]]:.0%}, {verdict})",
@@ -447,11 +490,17 @@ def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: S
     query_note = (f"Context modules: attention of the query pixel (y, x) = ({qy}, {qx}) of the {h}x{w} input "
                   "(red square), mapped to each module's grid." if any(it.picture.kind == "context"
                                                                        for it in items) else "")
+    how = ("The maps of one layer share one colour range over the drawn images (the colour bar under each "
+           "picture gives it), so a nearly flat map looks flat" if scale == "layer" else
+           "Each map is scaled to its own minimum and maximum (the colour bar under each picture gives them), so "
+           "even a nearly flat map uses every colour: read the range")
     page_intro = list(intro) + [
-        "Each map is scaled to its own minimum and maximum (the range is in the caption), coloured with viridis "
-        "(dark: low, yellow: high), upsampled bilinearly and laid over the input. Grad-CAM (Selvaraju et al., "
-        "ICCV 2017) shows where the predicted class's score depends on the last convolutional stage: compare it "
-        "with what the attention modules weigh."]
+        how + "; coloured with viridis (dark: low, yellow: high), upsampled bilinearly and laid over the input. "
+        "Grad-CAM (Selvaraju et al., ICCV 2017) shows where the predicted class's score depends on the last "
+        "convolutional stage: compare it with what the attention modules weigh."]
+    if flat:
+        page_intro.append(f"Nearly constant maps (range under {CONSTANT_SPREAD:.0%} of the mean; they weigh every "
+                          f"position almost alike, whatever the colours suggest): {'; '.join(flat)}.")
     page_intro += [s for s in (query_note, accuracy_line) if s]
     page_sections = [Section("Images", text=f"{len(indices)} test images.")] + sections
     if heat_figs:

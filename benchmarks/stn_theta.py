@@ -1,0 +1,65 @@
+"""Has the spatial transformer learnt to localise? Its theta on cluttered test images (run by hand).
+
+For each ST-CNN run folder given: theta's mean and spread over the first 512 test images, the spread of
+its determinant (a zoom that differs per image), and the correlation of its translation with where the
+item really is (known from the data set's own random numbers; plain, undistorted canvases only).
+
+    python benchmarks/stn_theta.py benchmarks/results/cluttered-compare/stn-s0 ... --out FILE.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from visattn.data.cluttered import ITEM, ClutterSpec, uniforms
+from visattn.data.loader import BatchLoader, load_dataset
+from visattn.train.checkpoint import load_latest
+from visattn.train.config import TrainConfig
+from visattn.train.trainer import build_model
+
+
+@torch.no_grad()
+def theta_report(run: Path, images: int = 512) -> dict:
+    config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    model = build_model(config, 1, 10)
+    model.load_state_dict(load_latest(run / "checkpoints")[0]["model"])
+    model.eval()
+    _, test = load_dataset(config.dataset, config.data_dir, val_limit=images, dataset_kwargs=config.dataset_kwargs)
+    x, _ = next(iter(BatchLoader(test, images)))
+    theta = model.transform.attention_map(x)  # [N, 2, 3]
+    det = torch.linalg.det(theta[:, :, :2])
+    spec = ClutterSpec.from_options(config.dataset_kwargs)
+    u = uniforms(spec.seed, "test", torch.arange(images), 16)
+    left, top = (u[:, 2] * (spec.canvas - ITEM + 1)).floor(), (u[:, 3] * (spec.canvas - ITEM + 1)).floor()
+    centre_x, centre_y = (left + ITEM / 2) / (spec.canvas / 2) - 1, (top + ITEM / 2) / (spec.canvas / 2) - 1
+
+    def corr(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(torch.corrcoef(torch.stack([a.double(), b.double()]))[0, 1])
+
+    return {"run": str(run), "transform_lr_scale": config.transform_lr_scale, "images": images,
+            "theta_mean": theta.mean(0).tolist(), "theta_std": theta.std(0).tolist(),
+            "det_mean": float(det.mean()), "det_std": float(det.std()),
+            "corr_tx_item_x": corr(theta[:, 0, 2], centre_x), "corr_ty_item_y": corr(theta[:, 1, 2], centre_y)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    reports = [theta_report(run) for run in args.runs]
+    args.out.write_text(json.dumps({"command": "python benchmarks/stn_theta.py " + " ".join(map(str, args.runs))
+                                    + f" --out {args.out}", "runs": reports}, indent=2) + "\n")
+    for r in reports:
+        spread = max(map(max, r["theta_std"]))
+        print(f"{r['run']}: det {r['det_mean']:.3f} ± {r['det_std']:.4f}, theta std {spread:.4f}, "
+              f"corr(tx, item x) {r['corr_tx_item_x']:.2f}, corr(ty, item y) {r['corr_ty_item_y']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
