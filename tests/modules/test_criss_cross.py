@@ -90,6 +90,18 @@ def test_gamma_zero_init_is_identity_and_widths():
     assert visattn.info("cc").complexity == "O(HW(H+W))"
 
 
+@pytest.mark.parametrize("channels", [1, 4, 7])
+def test_below_8_channels_query_key_width_is_1(channels):
+    """The official query / key convs have in_dim // 8 = 0 outputs below C = 8 and fail; visattn uses width 1."""
+    m = _module(channels)
+    assert m.query_conv.out_channels == m.key_conv.out_channels == 1 and m.value_conv.out_channels == channels
+    x = torch.randn(2, channels, 4, 5, dtype=torch.float64)
+    ref = x
+    for _ in range(m.recurrence):  # the default R = 2 passes of the same weights
+        ref = reference_step(ref, m)[0]
+    torch.testing.assert_close(m(x), ref)
+
+
 def test_op_low_precision_softmax_in_float32():
     q, k = torch.randn(2, 5, 7, 4).bfloat16(), torch.randn(2, 5, 7, 4).bfloat16()
     v = torch.randn(2, 5, 7, 8).bfloat16()

@@ -81,6 +81,15 @@ def test_pam_structure_and_identity_at_init():
     assert torch.equal(m(x), x) and m.alpha.item() == 0
 
 
+@pytest.mark.parametrize("channels", [1, 4, 7])
+def test_pam_below_8_channels_query_key_width_is_1(channels):
+    """The official query / key convs have in_dim // 8 = 0 outputs below C = 8 and fail; visattn uses width 1."""
+    m = randomized(PositionAttention(channels).double())
+    assert m.query_conv.out_channels == m.key_conv.out_channels == 1 and m.value_conv.out_channels == channels
+    x = torch.randn(2, channels, 4, 5, dtype=torch.float64)
+    torch.testing.assert_close(m(x), reference_pam(x, m)[0])
+
+
 @pytest.mark.parametrize("energy", ["official", "paper"])
 def test_cam_matches_official_code(energy):
     m = randomized(ChannelAttention(12, energy=energy).double())

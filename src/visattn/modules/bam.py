@@ -93,16 +93,16 @@ class _SpatialBranch(nn.Module):
     role="plugin",
     complexity="O(HW)",
     note=(
-        "Combination: the paper's out = x + x * sigmoid(Mc + Ms) is the default (fusion='sum'); the official "
-        "code computes x * (1 + sigmoid(Mc * Ms)) (fusion='product'). Branches follow the official code, "
-        "whose BN sits on the hidden layers (channel: FC, BN1d, ReLU, FC; spatial: 1x1 + BN + ReLU, two 3x3 "
-        "dilation-4 convs + BN + ReLU, plain 1x1 to one channel) where the paper's equations write one BN on "
-        "each branch's output; r = 16, dilation 4 (padding 4 keeps any H, W). The official channel branch "
-        "average-pools with an H x H window, stride H, then flattens: for non-square inputs it averages only "
-        "the left H x H window (H <= W < 2H; other shapes fail there); visattn pools over all of H x W. In "
-        "training, a BN "
-        "that sees one value per channel (batch 1 for the channel BN) uses its running statistics instead of "
-        "raising."
+        "Combination: the paper's out = x + x * sigmoid(Mc + Ms) is the default (fusion='sum'); the official code "
+        "(Jongchan/attention-module, MODELS/bam.py) computes x * (1 + sigmoid(Mc * Ms)) (fusion='product'). Branches "
+        "follow the official code, whose BN sits on the hidden layers (channel: FC, BN1d, ReLU, FC; spatial: 1x1 + "
+        "BN + ReLU, two 3x3 dilation-4 convs + BN + ReLU, plain 1x1 to one channel) where the paper's equations "
+        "write one BN on each branch's output; r = 16, dilation 4 (padding 4 keeps any H, W). The official "
+        "ChannelGate pools with F.avg_pool2d(x, x.size(2), stride=x.size(2)), an H x H window with stride H, then "
+        "flattens: for H <= W < 2H it averages only the left H x H window (columns 0..H-1); for W < H the pool "
+        "fails, for W >= 2H the flattened C * (W // H) features do not fit the first Linear. visattn pools over all "
+        "of H x W (the paper's global average pool); both agree when H = W. In training, a BN that sees one value "
+        "per channel (batch 1 for the channel BN) uses its running statistics instead of raising."
     ),
 )
 class BAM(nn.Module):

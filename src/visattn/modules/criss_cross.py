@@ -33,14 +33,15 @@ __all__ = ["CrissCrossAttention"]
     role="context",
     complexity="O(HW(H+W))",
     note=(
-        "Follows the official PyTorch CrissCrossAttention: Q, K 1x1 convs to C/8 and V at C, all with biases; "
-        "the self position is masked with -inf in the column branch so each position attends to H + W - 1 keys "
-        "(paper: the criss-cross set of H + W - 1 positions); one softmax over column and row jointly; "
-        "out = gamma * aggregated V + x with gamma = 0 at init. Recurrence (RCCA, R = 2 in the paper) applies "
-        "the same module, shared weights, R times. The official head's conv before / after RCCA and its "
-        "concatenation with the input are not part of the module. The official INF mask built with .cuda() "
-        "is replaced by a boolean mask on the input's device; energies are soft-maxed in float32. At C < 8 "
-        "the official code builds Q, K convs of width C // 8 = 0 and fails; visattn uses width max(1, C // 8)."
+        "Follows the official PyTorch CrissCrossAttention (speedinghzl/CCNet, cc_attention/functions.py): Q, K 1x1 "
+        "convs to C/8 and V at C, all with biases; the self position is masked with -inf in the column branch so "
+        "each position attends to H + W - 1 keys (paper: the criss-cross set of H + W - 1 positions); one softmax "
+        "over column and row jointly; out = gamma * aggregated V + x with gamma = 0 at init. Recurrence (RCCA, R = 2 "
+        "in the paper) applies the same module, shared weights, R times. The official head's conv before / after "
+        "RCCA and its concatenation with the input are not part of the module. The official INF mask built with "
+        ".cuda() is replaced by a boolean mask on the input's device; energies are soft-maxed in float32. At C < 8 "
+        "the official query_conv / key_conv have out_channels = in_dim // 8 = 0 and fail in forward; visattn uses "
+        "width max(1, C // 8)."
     ),
 )
 class CrissCrossAttention(nn.Module):

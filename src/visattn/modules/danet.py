@@ -41,11 +41,12 @@ def _float_dtype(t: torch.Tensor) -> torch.dtype:
     title="Position attention module (PAM)",
     complexity="O((HW)^2)",
     note=(
-        "Paper (eqs. 1-2) and official PAM_Module agree: Q, K 1x1 convs (with bias) to C/8, V to C, energies "
-        "Q^T K with no 1/sqrt(d) scale, softmax over the keys, E = alpha * (V A^T) + A with alpha = 0 at start "
-        "(the official parameter is named gamma). By default computed by an exact query-blocked kernel that never "
-        "holds the HW x HW map (memory_efficient=False writes it out, as the official code). At C < 8 the "
-        "official code builds Q, K convs of width C // 8 = 0 and fails; visattn uses width max(1, C // 8)."
+        "Paper (eqs. 1-2) and official PAM_Module (junfu1115/DANet, encoding/nn/da_att.py) agree: Q, K 1x1 convs "
+        "(with bias) to C/8, V to C, energies Q^T K with no 1/sqrt(d) scale, softmax over the keys, E = alpha * (V "
+        "A^T) + A with alpha = 0 at start (the official parameter is named gamma). By default computed by an exact "
+        "query-blocked kernel that never holds the HW x HW map (memory_efficient=False writes it out, as the "
+        "official code). At C < 8 the official query_conv / key_conv have out_channels = in_dim // 8 = 0 and fail in "
+        "forward; visattn uses width max(1, C // 8)."
     ),
     **_DANET,
 )
@@ -131,10 +132,10 @@ class PositionAttention(nn.Module):
     title="Channel attention module (CAM)",
     complexity="O(HW)",
     note=(
-        "Follows the official CAM_Module: energy X X^T (C x C), then max(energy) - energy before the softmax, "
-        "which is softmax(-X X^T): the paper's eq. 3 is softmax(X X^T) (energy='paper' gives it). "
-        "E = beta * (S X) + X with beta = 0 at start (the official parameter is named gamma). No convs "
-        "(as both paper and code). Energies in float32 under autocast."
+        "Follows the official CAM_Module (encoding/nn/da_att.py): energy X X^T (C x C), then max(energy) - energy "
+        "before the softmax, which is softmax(-X X^T): the paper's eq. 3 is softmax(X X^T) (energy='paper' gives "
+        "it). E = beta * (S X) + X with beta = 0 at start (the official parameter is named gamma). No convs (as both "
+        "paper and code). Energies in float32 under autocast."
     ),
     **_DANET,
 )

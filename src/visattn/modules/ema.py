@@ -40,18 +40,19 @@ def _l2norm(t: torch.Tensor, dim: int) -> torch.Tensor:
     role="context",
     complexity="O(HW)",
     note=(
-        "Follows the official EMAU: conv1x1 (with bias) in, K = 64 bases initialised N(0, sqrt(2/K)) and "
-        "L2-normalised over channels, T = 3 EM steps (E: Z = softmax over K of X^T mu, kernel exp(a^T b) with "
-        "lambda = 1; M: mu = X Z / (1e-6 + sum_n Z), L2-normalised), reconstruction mu Z^T, ReLU, conv1x1 + BN, "
-        "residual with the input, ReLU; convs initialised N(0, sqrt(2/(k*k*out))) as official. The moving "
-        "average mu0 <- 0.9 mu0 + 0.1 mean_batch(mu_T) (paper eq. 15) runs inside forward in training mode "
-        "(official: in train.py, averaged over all GPUs; here per process, not reduced across DDP ranks). "
-        "Departure: the official code runs the EM iterations under torch.no_grad(), so conv1 gets no gradient "
-        "(its author's choice, issue #14); by default visattn back-propagates through them as the paper's "
-        "equations read, and stop_em_grad=True gives the official behaviour. BatchNorm momentum: the official "
-        "code builds every BN, conv2's included, with momentum 3e-4 (settings.py BN_MOM, for its long "
-        "synchronised-BN schedules); visattn keeps PyTorch's 0.1, whose running statistics settle within a "
-        "short run; pass norm_layer=functools.partial(nn.BatchNorm2d, momentum=3e-4) for the official value."
+        "Follows the official EMAU (XiaLiPKU/EMANet, network.py): conv1x1 (with bias) in, K = 64 bases initialised "
+        "N(0, sqrt(2/K)) and L2-normalised over channels, T = 3 EM steps (E: Z = softmax over K of X^T mu, kernel "
+        "exp(a^T b) with lambda = 1; M: mu = X Z / (1e-6 + sum_n Z), L2-normalised), reconstruction mu Z^T, ReLU, "
+        "conv1x1 + BN, residual with the input, ReLU; convs initialised N(0, sqrt(2/(k*k*out))) as official. The "
+        "moving average mu0 <- 0.9 mu0 + 0.1 mean_batch(mu_T) (paper eq. 15; official EM_MOM = 0.9) runs inside "
+        "forward in training mode (official: in train.py's train_batch, on the mu gathered by DataParallel from all "
+        "GPUs; here per process, not reduced across DDP ranks). Departure: the official code runs the EM iterations "
+        "under torch.no_grad(), and only mu and Z reach the output, so conv1 gets no gradient; by default visattn "
+        "back-propagates through them as the paper's equations read, and stop_em_grad=True gives the official "
+        "behaviour. BatchNorm momentum: every official BN, conv2's included, is norm_layer = "
+        "partial(SynchronizedBatchNorm2d, momentum=settings.BN_MOM) (network.py) with BN_MOM = 3e-4 (settings.py), "
+        "in PyTorch's convention (running = (1 - m) running + m batch, bn_lib/nn/modules/batchnorm.py); visattn "
+        "keeps PyTorch's 0.1. norm_layer=functools.partial(nn.BatchNorm2d, momentum=3e-4) gives the official value."
     ),
 )
 class EMAttention(nn.Module):

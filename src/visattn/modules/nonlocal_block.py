@@ -49,17 +49,19 @@ class _PairwiseNormalize(nn.Module):
     role="context",
     complexity="O((HW)^2)",
     note=(
-        "Follows the paper: the four pairwise functions (embedded Gaussian by default), inter channels C/2, "
-        "dot product and concatenation normalised by N (the positions of phi), z = BN(W_z y) + x with BN's "
-        "scale and shift zero-initialised so the block starts as the identity (official BN_INIT_GAMMA = 0). "
-        "The official Caffe2 code multiplies the embedded-Gaussian energies by (C/2)^-1/2 (USE_SCALE): off "
-        "here as in the paper's eq. 3, `scaled=True` turns it on. The official Caffe2 code (USE_MAXPOOL, on by "
-        "default) max-pools the block's input (2x2, floor) and applies the phi and g convs to the pooled map; "
-        "visattn's `sub_sample` does the same (pool, then conv), unlike AlexHex7's popular PyTorch port, which "
-        "pools after the convs (the results differ: max-pooling does not commute with a 1x1 conv). Here the "
-        "sub-sampling is optional (off by default: the paper's eq. 1) and pools with ceil_mode so odd and "
-        "1-pixel sizes work. Computed without the N x N map (SDPA / "
-        "re-association) unless mode='concatenation' or memory_efficient=False."
+        "Follows the paper: the four pairwise functions (embedded Gaussian by default), inter channels C/2, dot "
+        "product and concatenation normalised by N (the positions of phi), z = BN(W_z y) + x with BN's scale and "
+        "shift zero at init so the block starts as the identity (official NONLOCAL.BN_INIT_GAMMA = 0). The official "
+        "Caffe2 code (facebookresearch/video-nonlocal-net, lib/models/nonlocal_helper.py, spacetime_nonlocal; "
+        "defaults in lib/core/config.py) multiplies the embedded-Gaussian energies by (C/2)^-1/2 (USE_SCALE): off "
+        "here as in the paper's eq. 3, `scaled=True` turns it on. With USE_MAXPOOL (default True) it max-pools the "
+        "block's input blob (model.MaxPool(cur, ...), 2x2 / 2, no padding, so floor sizes) and applies the phi and g "
+        "convs to the pooled blob; visattn's `sub_sample` does the same (pool, then conv). "
+        "AlexHex7/Non-local_pytorch (lib/non_local_embedded_gaussian.py) pools after the convs (phi = "
+        "Sequential(conv, max_pool)); the results differ, as max-pooling does not commute with a 1x1 conv. Here the "
+        "sub-sampling is optional (off by default: the paper's eq. 1) and pools with ceil_mode so odd and 1-pixel "
+        "sizes work. Computed without the N x N map (SDPA / re-association) unless mode='concatenation' or "
+        "memory_efficient=False."
     ),
 )
 class NonLocalBlock(nn.Module):

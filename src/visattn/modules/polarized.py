@@ -38,7 +38,8 @@ class PolarizedChannelAttention(nn.Module):
         channels: input channels :math:`C` (>= 2); the internal width is :math:`\lfloor C/2 \rfloor`.
         channel_norm: apply the paper's LayerNorm after :math:`W_z` (True) or not, as the official
             parallel code ``PSA_p`` (False).
-        bias: biases in the 1x1 convs (official code: none). A bias on :math:`W_q` cancels in the softmax.
+        bias: biases in the 1x1 convs (official ``PSA_p``: none; ``PSA_s`` has them on its :math:`W_z`
+            bottleneck only). A bias on :math:`W_q` cancels in the softmax.
 
     Shape:
         - Input: :math:`(B, C, H, W)`
@@ -87,7 +88,7 @@ class PolarizedSpatialAttention(nn.Module):
 
     Args:
         channels: input channels :math:`C` (>= 2); the internal width is :math:`\lfloor C/2 \rfloor`.
-        bias: biases in the 1x1 convs (official code: none).
+        bias: biases in the 1x1 convs (official ``PSA_p`` and ``PSA_s``: none in this branch).
 
     Shape:
         - Input: :math:`(B, C, H, W)`
@@ -136,13 +137,15 @@ class PolarizedSpatialAttention(nn.Module):
     role="plugin",
     complexity="O(HW)",
     note=(
-        "Follows the paper. The official code (network/PSA.py) differs: its parallel PSA_p has no "
-        "LayerNorm after W_z (channel_norm=False reproduces that), its sequential PSA_s replaces W_z by a "
-        "bottleneck C/2 -> C/8 -> LayerNorm -> ReLU -> C, and in the spatial branch both apply the softmax over "
-        "the HW positions (PSA_p after the product, PSA_s to W_v(X)) instead of over the C/2 channels of the "
-        "pooled query as the paper does; visattn does not reproduce these. No biases in the 1x1 convs (bias=True "
-        "adds them), as the official PSA_p (the paper does not say); the official PSA_s's W_z bottleneck convs "
-        "do have biases (PyTorch's default), its W_q and W_v convs do not."
+        "Follows the paper. The official code (DeLightCMU/PSA, semantic-segmentation/network/PSA.py; its "
+        "spatial_pool is the channel-only branch, channel_pool the spatial-only one) differs: its parallel PSA_p has "
+        "no LayerNorm after W_z (conv_up; channel_norm=False reproduces that), its sequential PSA_s replaces W_z by "
+        "a bottleneck C/2 -> C/8 -> LayerNorm -> ReLU -> C, and in the spatial branch both apply the softmax over "
+        "the HW positions (PSA_p after the product, PSA_s to W_v(X)) instead of over the C/2 channels of the pooled "
+        "query as the paper does; visattn does not reproduce these. Biases: every official W_q and W_v conv (both "
+        "branches, PSA_p and PSA_s) is bias=False, as is PSA_p's W_z; PSA_s's two W_z convs keep PyTorch's default "
+        "bias=True. visattn has no biases by default (bias=True adds them to all its 1x1 convs; the paper does not "
+        "say)."
     ),
 )
 class PolarizedSelfAttention(nn.Module):
@@ -162,7 +165,8 @@ class PolarizedSelfAttention(nn.Module):
         layout: ``"parallel"`` (:math:`\mathrm{PSA}_p`, default) or ``"sequential"`` (:math:`\mathrm{PSA}_s`).
         channel_norm: the LayerNorm after :math:`W_z` in the channel branch (paper: True; the official
             ``PSA_p`` omits it: False).
-        bias: biases in the 1x1 convs (official code: none).
+        bias: biases in all the 1x1 convs (official: none, except the two convs of ``PSA_s``'s :math:`W_z`
+            bottleneck).
 
     Shape:
         - Input: :math:`(B, C, H, W)`

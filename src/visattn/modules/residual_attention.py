@@ -60,17 +60,22 @@ class _PreActBottleneck(nn.Module):
     role="plugin",
     complexity="O(HW)",
     note=(
-        "Follows the paper (Sec. 3, Fig. 2-3): p = 1 pre / post units, trunk of t = 2 units, soft mask of "
-        "`depth` (max-pool 3x3/2 + r units) steps with a residual-unit skip between symmetric levels, 2r units at "
-        "the lowest level, bilinear up-sampling (align_corners=True, as Caffe's Interp) to each skip's exact "
-        "size, BN-ReLU-conv1x1 twice, sigmoid; out = (1 + M) * T. Units are pre-activation bottlenecks (width "
-        "C/4, no biases), as in the official Attention-56. The official Caffe model has the same structure: its "
-        "first unit (named trunk/res1 in the prototxt) is the pre-unit, whose output feeds both the trunk "
-        "(res2, res3) and the mask branch, as in the paper's Fig. 2. It differs only in its pools, which have no "
-        "padding and round up (here padding 1, rounding down: the same output sizes for even H, W, windows "
-        "shifted by one pixel). H, W must "
-        "exceed 2**depth so that the lowest mask level is at least 2 x 2 (min_size = 2**depth + 1). Default "
-        "depth = 1 is the stage-3 module of Attention-56 (stages 1 and 2 use 3 and 2)."
+        "Follows the paper (Sec. 3, Fig. 2-3): p = 1 pre / post units, trunk of t = 2 units, soft mask of `depth` "
+        "(max-pool 3x3/2 + r units) steps with a residual-unit skip between symmetric levels, 2r units at the lowest "
+        "level, bilinear up-sampling (align_corners=True) to each skip's exact size, BN-ReLU-conv1x1 twice, sigmoid; "
+        "out = (1 + M) * T. Units are pre-activation bottlenecks (width C/4, no biases). The official Caffe models "
+        "(fwang91/residual-attention-network, imagenet_model/Attention-56-deploy.prototxt and "
+        "Attention-92-deploy.prototxt) have the same structure: in every module the first unit, named trunk/res1, is "
+        "the pre-unit; its output feeds trunk/res2 (then res3, the t = 2 trunk units) and "
+        "mask/down_sample/pool1_3x3_s2, the start of the mask branch, as in the paper's Fig. 2; fusion = trunk * "
+        "mask + trunk, then the post-unit. Their Interp layers take each skip's size from a second bottom blob. The "
+        "difference is in the pools (kernel 3, stride 2, no padding): Caffe's PoolingLayer rounds the output size up "
+        "(BVLC/caffe src/caffe/layers/pooling_layer.cpp), here padding 1 rounds down: the same output sizes for even "
+        "H, W, windows shifted by one pixel. align_corners=True follows the Caffe Interp of DeepLab / PSPNet "
+        "(hszhao/PSPNet src/caffe/util/interp.cpp: ratio (in - 1) / (out - 1)); the official models' Caffe fork (the "
+        "buptwangfei/caffe submodule) was not available to check. H, W must exceed 2**depth so that the lowest mask "
+        "level is at least 2 x 2 (min_size = 2**depth + 1). Default depth = 1 is the stage-3 module of Attention-56 "
+        "(stages 1 and 2 use 3 and 2)."
     ),
 )
 class ResidualAttention(nn.Module):

@@ -15,16 +15,18 @@ from ..registry import register
 __all__ = ["RelationAwareSpatialAttention", "RelationAwareChannelAttention"]
 
 _NOTE_COMMON = (
-    "Follows the official RGA_Module (rga_modules.py): theta, phi, the original-feature embedding and the "
+    "Follows the official RGA_Module (microsoft/Relation-Aware-Global-Attention-Networks, "
+    "reid/models/models_utils/rga_modules.py): theta, phi, the original-feature embedding and the "
     "relation embedding are conv1x1 (no bias) + BN + ReLU; the node's relations [R(i,:); R(:,i)] are embedded and "
     "concatenated with the channel-mean of its embedded feature; W is conv1x1 + BN + ReLU + conv1x1 to 1 + BN, "
     "then sigmoid and x * attention. Ratios cha_ratio = spa_ratio = down_ratio = 8 as official. The official "
     "module runs spatial then channel attention in one class (use_spatial / use_channel); visattn registers "
-    "them as two modules (chain rga_s then rga_c for RGA-SC). Widths are floored as official but kept >= 1. "
-    "The official code builds 0-channel convs (and fails) wherever a floored width is 0: the relation "
-    "embedding at HW < 8 (spatial) or C < 8 (channel), and the first conv of W, of width (1 + HW // 8) // 8 "
-    "(spatial) or (1 + C // 8) // 8 (channel), already at HW < 56 or C < 56; visattn runs at those sizes "
-    "with width 1."
+    "them as two modules (chain rga_s then rga_c for RGA-SC). Official widths are floored: C // 8 (RGA-S's "
+    "theta, phi, feature embedding; RGA-C's relation embedding), HW // 8 (RGA-S's relation embedding; RGA-C's "
+    "theta, phi, feature embedding) and (1 + HW // 8) // 8 (RGA-S) or (1 + C // 8) // 8 (RGA-C) for W's first "
+    "conv. A zero width builds a 0-channel conv that fails in forward, so the official RGA-S needs C >= 8 and "
+    "HW >= 56, RGA-C HW >= 8 and C >= 56 (e.g. RGA-S fails at 7 x 7). visattn floors the same widths but keeps "
+    "each >= 1, so it runs at every size."
 )
 
 

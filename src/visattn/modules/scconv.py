@@ -74,19 +74,19 @@ class _SelfCalibration(nn.Module):
     role="conv",
     complexity="O(HW)",
     note=(
-        "The middle of the official SCBottleneck (avd=False): from the two ReLU'd halves after conv1_a / conv1_b "
-        "to the concatenation fed to conv3. The input is split into halves X_a, X_b (the paper's split; the "
-        "official code makes them with two 1x1 convs, which stay outside this module): Y_a = ReLU(k1(X_a)), "
-        "Y_b = ReLU(k4(k3(X_b) * sigmoid(X_b + up(k2(avgpool_r(X_b)))))), Y = [Y_a; Y_b] (the official order). "
-        "The paper's equations write each k_i as a plain convolution; the official code follows each with BN "
-        "(no conv bias) and applies ReLU after k1 and k4; visattn follows the official code. Stride in k1 and k4; "
-        "r = 4; nearest up-sampling to X_b's exact size as the official F.interpolate. One departure: the "
-        "average pool also pools the partial windows at the bottom / right edge (ceil_mode=True), where the "
-        "official AvgPool2d drops them (at 7 x 7, ResNet's last stage, it pools only the top-left 4 x 4); the two "
-        "agree when r divides H and W, and ceil_mode=False reproduces the official code everywhere, down to "
-        "H, W = r (a 1 x 1 context, as the official code has at 4 <= H < 8, e.g. SCNet-50's 7 x 7 last stage). "
-        "With ceil_mode=True the pooled context must be at least 2 x 2, so H, W >= r + 1. In training, a 1 x 1 "
-        "context at batch 1 gives its BN one value per channel: the running statistics are used there (PyTorch "
+        "The middle of the official SCBottleneck (backseason/SCNet, scnet.py; avd=False): from the two ReLU'd halves "
+        "after conv1_a / conv1_b to the concatenation fed to conv3. The input is split into halves X_a, X_b (the "
+        "paper's split; the official code makes them with two 1x1 convs, which stay outside this module): Y_a = "
+        "ReLU(k1(X_a)), Y_b = ReLU(k4(k3(X_b) * sigmoid(X_b + up(k2(avgpool_r(X_b)))))), Y = [Y_a; Y_b] (the "
+        "official order). The paper's equations write each k_i as a plain convolution; the official code follows "
+        "each with BN (no conv bias) and applies ReLU after k1 and k4; visattn follows the official code. Stride in "
+        "k1 and k4; r = 4; nearest up-sampling to X_b's exact size as the official F.interpolate. One departure: the "
+        "average pool also pools the partial windows at the bottom / right edge (ceil_mode=True), where the official "
+        "nn.AvgPool2d(kernel_size=r, stride=r) drops them (at 7 x 7, ResNet's last stage, it pools only the top-left "
+        "4 x 4); the two agree when r divides H and W, and ceil_mode=False reproduces the official code everywhere, "
+        "down to H, W = r (a 1 x 1 context, as the official code has at 4 <= H < 8, e.g. SCNet-50's 7 x 7 last "
+        "stage). With ceil_mode=True the pooled context must be at least 2 x 2, so H, W >= r + 1. In training, a 1 x "
+        "1 context at batch 1 gives its BN one value per channel: the running statistics are used there (PyTorch "
         "would raise)."
     ),
 )
