@@ -5,8 +5,8 @@ Example:
     >>> m = visattn.create("cbam", 64)
     >>> m(torch.randn(2, 64, 14, 14)).shape
     torch.Size([2, 64, 14, 14])
-    >>> visattn.backbones.list_backbones()[:2]
-    ['resnet101', 'resnet110']
+    >>> "resnet50" in visattn.backbones.list_backbones()  # subpackages load on first use
+    True
 """
 
 from __future__ import annotations
