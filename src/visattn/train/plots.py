@@ -40,7 +40,9 @@ def _scatter(rows: list[dict], x_key: str, x_label: str, path: Path, recipe: str
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     ax.grid(alpha=0.3)
-    _title(fig, f"{y_label.split(' (')[0].capitalize()} against {x_label.split(',')[0]}", recipe, rows)
+    name = y_label.split(" (")[0]  # "top-1 accuracy", "mIoU"
+    _title(fig, f"{name[:1].upper() + name[1:] if name.islower() else name} against {x_label.split(',')[0]}",
+           recipe, rows)
     fig.tight_layout()
     fig.savefig(path)
     return fig
