@@ -149,6 +149,7 @@ def test_interrupt_before_anything_is_saved(tiny_fmnist, tmp_path, monkeypatch, 
         raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer_mod, "evaluate", stop)
+    monkeypatch.chdir(tmp_path)  # the default --out, runs/..., is relative: keep it out of the repository
     assert main(["train", "--data-dir", str(tiny_fmnist), *TINY]) == 130  # default --out: added to the command
     err = capsys.readouterr().err
     assert "nothing was saved" in err and "--out runs/" in err
