@@ -32,17 +32,24 @@ def _arg_value(text: str) -> str:
     return text.strip()
 
 
-def _non_negative(kind):
+def _bounded(kind, *, allow_zero: bool):
+    """An argparse type: a number of ``kind`` that is positive, or ``>= 0`` with ``allow_zero``."""
+    what = f"a {kind.__name__} >= 0" if allow_zero else f"a positive {kind.__name__}"
+
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} >= 0, got {text!r}") from None
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} >= 0, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (value >= 0 if allow_zero else value > 0):  # NaN fails both
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
     return parse
+
+
+def _non_negative(kind):
+    return _bounded(kind, allow_zero=True)
 
 
 def _int_list(text: str) -> list[int]:
@@ -53,16 +60,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-
-    return parse
+    return _bounded(kind, allow_zero=False)
 
 
 def _range(text: str) -> tuple[float, float]:
