@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-import visattn.train.trainer as trainer_mod
+from tests._interrupt import interrupt_after_first_checkpoint
 from visattn.train import TrainConfig, train
 from visattn.train.metrics import confusion_matrix, segmentation_scores
 
@@ -60,19 +60,9 @@ def test_tiny_segmentation_run_resumes_to_the_same_weights(split_fmnist, tmp_pat
     assert lines[1]["lr"] == pytest.approx(0.0)  # poly schedule: lr * (1 - t/T)^0.9 ends at 0
 
     out = tmp_path / "interrupted"
-    real_save = trainer_mod.save_checkpoint
-
-    def save_then_crash(folder, epoch, state, **kw):
-        path = real_save(folder, epoch, state, **kw)
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(config(data_dir=str(split_fmnist)), out, progress=False, log=quiet)
+    interrupt_after_first_checkpoint(
+        monkeypatch, lambda: train(config(data_dir=str(split_fmnist)), out, progress=False, log=quiet))
     assert not (out / "result.json").exists()
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
     messages = []
     resumed = train(config(data_dir=str(split_fmnist)), out, progress=False, log=messages.append)
     assert any("resuming" in m and "epoch-001.pt" in m for m in messages)

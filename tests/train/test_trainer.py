@@ -4,6 +4,7 @@ import warnings
 import pytest
 import torch
 
+from tests._interrupt import interrupt_after_first_checkpoint
 from visattn.train import TrainConfig, train
 from visattn.train import trainer as trainer_mod
 from visattn.train.checkpoint import CorruptCheckpointWarning, checkpoint_paths, load_latest
@@ -50,19 +51,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_fmnist, tmp_path, monk
     train(config(tiny_fmnist), straight, progress=False, log=quiet)
 
     out = tmp_path / "interrupted"
-    real_save = trainer_mod.save_checkpoint
-
-    def save_then_crash(folder, epoch, state, **kw):
-        path = real_save(folder, epoch, state, **kw)
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(config(tiny_fmnist), out, progress=False, log=quiet)
+    interrupt_after_first_checkpoint(monkeypatch, lambda: train(config(tiny_fmnist), out, progress=False, log=quiet))
     assert not (out / "result.json").exists()
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
     messages = []
     train(config(tiny_fmnist), out, progress=False, log=messages.append)
     assert any("resuming" in m and "epoch-001.pt" in m for m in messages)
