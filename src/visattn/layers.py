@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -21,6 +22,8 @@ __all__ = [
     "CeilAvgPool2d",
     "Softmax32",
     "softmax32",
+    "check_gate_init",
+    "init_gate_bias",
 ]
 
 LayerType = str | type[nn.Module] | Callable[..., nn.Module] | None
@@ -58,6 +61,36 @@ def create_act(act: LayerType) -> nn.Module:
     if isinstance(act, nn.Module):
         return act
     return act()
+
+
+def check_gate_init(owner: nn.Module, gate_init: float) -> float:
+    """``gate_init`` as a float in (0, 1), or a ValueError naming ``owner``."""
+    if not isinstance(gate_init, int | float) or isinstance(gate_init, bool) or not 0 < gate_init < 1:
+        raise ValueError(f"{type(owner).__name__}: gate_init must be a number in (0, 1), got {gate_init!r}")
+    return float(gate_init)
+
+
+def init_gate_bias(owner: nn.Module, bias: torch.Tensor | None, gate: nn.Module, gate_init: float,
+                   *, terms: int = 1, factors: int = 1) -> None:
+    r"""Set the bias before a sigmoid gate so that the gate starts near ``gate_init``.
+
+    With :math:`g = \prod_{f=1}^{F} \sigma(\sum_{t=1}^{T} (W_t z + b))`, the bias becomes
+    :math:`b = \mathrm{logit}(p^{1/F}) / T`, so that the product of the ``factors`` gates starts at :math:`p` when
+    the weighted part is small (it is at initialisation). ``terms`` counts how often the bias is summed into one
+    logit (CBAM's shared MLP on avg and max), ``factors`` how many gates multiply (coordinate attention's
+    :math:`g^h g^w`).
+
+    Raises:
+        ValueError: ``gate_init`` outside (0, 1), a gate that is not a sigmoid, or no bias to set.
+    """
+    name = type(owner).__name__
+    p = check_gate_init(owner, gate_init) ** (1.0 / factors)
+    if not isinstance(gate, nn.Sigmoid):
+        raise ValueError(f"{name}: gate_init needs the sigmoid gate, got {type(gate).__name__}")
+    if bias is None:
+        raise ValueError(f"{name}: gate_init needs a bias before the gate (bias=True)")
+    with torch.no_grad():
+        bias.fill_(math.log(p / (1.0 - p)) / terms)
 
 
 class LayerNorm2d(nn.LayerNorm):

@@ -11,7 +11,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..layers import LayerType, check_input, create_act, reduced_channels
+from ..layers import LayerType, check_gate_init, check_input, create_act, init_gate_bias, reduced_channels
 from ..registry import register
 
 __all__ = ["ChannelGate", "SpatialGate", "CBAM"]
@@ -45,6 +45,8 @@ class ChannelGate(nn.Module):
             ``("avg",)`` or ``("max",)`` (the paper's ablation, Table 1).
         act_layer: the MLP's hidden activation (``"relu"``).
         bias: biases in the MLP (official: yes).
+        gate_init: start the gate near this value (in (0, 1)) by setting :math:`b_1` (summed once per pooled
+            descriptor) to its share of the logit; ``None`` (default) starts it near 1/2.
 
     Shape:
         - Input: :math:`(B, C, H, W)`
@@ -62,7 +64,8 @@ class ChannelGate(nn.Module):
     """
 
     def __init__(self, channels: int, *, reduction: float = 16, rd_channels: int | None = None,
-                 pool_types: tuple[str, ...] = ("avg", "max"), act_layer: LayerType = "relu", bias: bool = True):
+                 pool_types: tuple[str, ...] = ("avg", "max"), act_layer: LayerType = "relu", bias: bool = True,
+                 gate_init: float | None = None):
         super().__init__()
         self.channels = channels
         self.pool_types = _check_pool_types(type(self).__name__, pool_types)
@@ -71,6 +74,8 @@ class ChannelGate(nn.Module):
         self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(channels, rd, bias=bias), create_act(act_layer),
                                  nn.Linear(rd, channels, bias=bias))
         self.gate = nn.Sigmoid()
+        if gate_init is not None:  # the shared MLP's bias is summed once per pooled descriptor
+            init_gate_bias(self, self.mlp[3].bias, self.gate, gate_init, terms=len(self.pool_types))
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         """Channel weights :math:`M_c`, shape :math:`(B, C, 1, 1)`."""
@@ -99,6 +104,7 @@ class SpatialGate(nn.Module):
         kernel_size: :math:`k`, odd (paper default 7; 3 in the ablation), padding :math:`(k - 1) / 2`.
         zero_init: start the BN's scale at 0, as the official ResNet initialisation does for every
             ``SpatialGate`` BN, so the gate starts at a constant 1/2.
+        gate_init: start the gate at this value (in (0, 1)) instead, through the BN's shift.
 
     Shape:
         - Input: :math:`(B, C, H, W)`
@@ -115,7 +121,8 @@ class SpatialGate(nn.Module):
         torch.Size([2, 64, 7, 9])
     """
 
-    def __init__(self, channels: int, *, kernel_size: int = 7, zero_init: bool = True):
+    def __init__(self, channels: int, *, kernel_size: int = 7, zero_init: bool = True,
+                 gate_init: float | None = None):
         super().__init__()
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"SpatialGate: kernel_size must be a positive odd int, got {kernel_size!r}")
@@ -128,6 +135,8 @@ class SpatialGate(nn.Module):
         if zero_init:
             nn.init.zeros_(self.spatial.bn.weight)
         self.gate = nn.Sigmoid()
+        if gate_init is not None:
+            init_gate_bias(self, self.spatial.bn.bias, self.gate, gate_init)
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         """Spatial weights :math:`M_s`, shape :math:`(B, 1, H, W)`."""
@@ -181,6 +190,10 @@ class CBAM(nn.Module):
         no_spatial: channel attention only (official option; the paper's "channel only" ablation).
         act_layer: the channel MLP's hidden activation (``"relu"``).
         zero_init: start the spatial BN's scale at 0 (official ResNet initialisation).
+        gate_init: start the product :math:`M_c M_s` near this value (in (0, 1)): each gate's last bias is set so
+            that it starts near :math:`\sqrt{p}` (:math:`p` with ``no_spatial``). ``None`` (default, the official
+            init) starts the product near 1/4. Not in the paper: an option against the slow start of gated
+            blocks trained from scratch.
 
     Shape:
         - Input: :math:`(B, C, H, W)`
@@ -199,13 +212,16 @@ class CBAM(nn.Module):
 
     def __init__(self, channels: int, *, reduction: float = 16, rd_channels: int | None = None,
                  pool_types: tuple[str, ...] = ("avg", "max"), kernel_size: int = 7, no_spatial: bool = False,
-                 act_layer: LayerType = "relu", zero_init: bool = True):
+                 act_layer: LayerType = "relu", zero_init: bool = True, gate_init: float | None = None):
         super().__init__()
         self.channels = channels
+        each = None  # each of the two gates starts at sqrt(gate_init), so that their product starts at gate_init
+        if gate_init is not None:
+            each = check_gate_init(self, gate_init) ** (1.0 if no_spatial else 0.5)
         self.channel_gate = ChannelGate(channels, reduction=reduction, rd_channels=rd_channels,
-                                        pool_types=pool_types, act_layer=act_layer)
+                                        pool_types=pool_types, act_layer=act_layer, gate_init=each)
         self.spatial_gate = None if no_spatial else SpatialGate(channels, kernel_size=kernel_size,
-                                                                zero_init=zero_init)
+                                                                zero_init=zero_init, gate_init=each)
 
     def attention_map(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         r"""The weights :math:`(M_c, M_s)`, shapes :math:`(B, C, 1, 1)` and :math:`(B, 1, H, W)`.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import LayerType, check_input, create_act, reduced_channels
+from ..layers import LayerType, check_input, create_act, init_gate_bias, reduced_channels
 from ..registry import register
 
 __all__ = ["SqueezeExcite"]
@@ -58,6 +58,9 @@ class SqueezeExcite(nn.Module):
         act_layer: :math:`\delta`, a name or class (``"relu"``).
         gate_layer: :math:`\sigma`, ``"sigmoid"`` (paper), ``"tanh"``, ``"relu"`` or ``"hard_sigmoid"``.
         bias: biases in the two FC layers (the paper's and official code's FCs have them).
+        gate_init: start the gate near this value (in (0, 1)) by setting :math:`W_2`'s bias to its logit;
+            ``None`` (default, the paper's init) starts it near 1/2, which halves the block's branch.
+            Not in the paper: an option against the slow start of gated blocks trained from scratch.
 
     Shape:
         - Input: :math:`(B, C, H, W)`
@@ -76,7 +79,7 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, *, reduction: float = 16, rd_channels: int | None = None,
                  squeeze: str = "avg", act_layer: LayerType = "relu", gate_layer: LayerType = "sigmoid",
-                 bias: bool = True):
+                 bias: bool = True, gate_init: float | None = None):
         super().__init__()
         if squeeze not in _SQUEEZES:
             raise ValueError(f"SqueezeExcite: squeeze must be one of {_SQUEEZES}, got {squeeze!r}")
@@ -88,6 +91,8 @@ class SqueezeExcite(nn.Module):
         self.act = create_act(act_layer)
         self.fc2 = nn.Conv2d(rd, channels, 1, bias=bias)
         self.gate = create_act(gate_layer)
+        if gate_init is not None:
+            init_gate_bias(self, self.fc2.bias, self.gate, gate_init)
 
     def _squeeze(self, x: torch.Tensor) -> torch.Tensor:
         if self.squeeze == "avg":
