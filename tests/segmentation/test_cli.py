@@ -12,9 +12,10 @@ TINY = ["--task", "segmentation", "--backbone", "tiny", "--scene-size", "32", "-
 
 def test_train_and_compare_heads(split_fmnist, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--head", "cc", "--data-dir", str(split_fmnist), "--out", str(out), *TINY]) == 0
+    assert main(["train", "--head", "cc:recurrence=1", "--data-dir", str(split_fmnist), "--out", str(out), *TINY]) == 0
     result = json.loads((out / "result.json").read_text())
     assert result["config"]["head"] == "cc" and result["config"]["schedule"] == "poly"
+    assert result["config"]["attention_kwargs"] == {"recurrence": 1}  # the head's own argument reached it
     assert "miou" in result and len(result["per_class_iou"]) == 11
     capsys.readouterr()
     cmp = tmp_path / "cmp"
@@ -33,6 +34,13 @@ def test_unknown_head_exit_2(capsys):
     err = capsys.readouterr().err
     assert "unknown segmentation head 'ccc'" in err and "Traceback" not in err
     assert main(["compare", "--task", "segmentation", "--head", "fcn,nope"]) == 2
+    for bad, says in (("danet:nope=1", "unexpected keyword argument 'nope'"),
+                      ("danet:branch_loss_weight=-1", "branch_loss_weight must be a number >= 0")):
+        for command in ("train", "compare"):
+            capsys.readouterr()
+            assert main([command, "--task", "segmentation", "--head", bad]) == 2
+            err = capsys.readouterr().err
+            assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["train", "--task", "segmentation", "--dataset", "cifar10"]) == 2
     assert "not a segmentation data set" in capsys.readouterr().err
 

@@ -100,6 +100,25 @@ def test_danet_trains_with_both_branch_outputs():
     assert not torch.allclose(out["pam"], out["cam"])
 
 
+def test_danet_without_its_branch_losses_trains_on_the_summed_output_alone():
+    torch.manual_seed(0)
+    full = create_segmenter("danet", 3, backbone="tiny", in_chans=1)
+    torch.manual_seed(0)
+    bare = create_segmenter("danet", 3, backbone="tiny", in_chans=1, branch_loss_weight=0)
+    assert bare.loss_weights == {"out": 1.0, "aux": 0.4}
+    assert bare.decode_head.pam_cls_seg is None and bare.decode_head.cam_cls_seg is None
+    x = torch.randn(2, 1, 24, 24)
+    assert set(bare.train()(x)) == {"out", "aux"}
+    # the same network otherwise: the shared weights load, and eval outputs agree
+    bare.load_state_dict(full.state_dict(), strict=False)
+    torch.testing.assert_close(bare.eval()(x)["out"], full.eval()(x)["out"])
+    half = create_segmenter("danet", 3, backbone="tiny", in_chans=1, branch_loss_weight=0.5)
+    assert half.loss_weights == {"out": 1.0, "aux": 0.4, "pam": 0.5, "cam": 0.5}
+    for bad in (-1, float("nan"), "1", True):
+        with pytest.raises(ValueError, match="branch_loss_weight must be a number >= 0"):
+            create_segmenter("danet", 3, backbone="tiny", branch_loss_weight=bad)
+
+
 def test_bad_names():
     with pytest.raises(ValueError, match="unknown segmentation head 'ccc'"):
         create_segmenter("ccc", 3)

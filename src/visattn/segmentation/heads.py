@@ -169,22 +169,31 @@ class DAHead(DecodeHead):
 
     Same layout and widths as the official code and mmseg (in-convs 2048 -> 512, PAM's Q and K at 64,
     Dropout2d(0.1) before each of the three classifiers).
+
+    ``branch_loss_weight`` sets the two branch losses' weight (1, the default, as the paper and mmseg); 0 drops
+    them and the two branch classifiers, leaving the attention alone to explain a difference to FCN (an
+    ablation, not in the paper).
     """
 
     attention_names = ("pam", "cam")
     aux_weights = {"pam": 1.0, "cam": 1.0}
 
     def __init__(self, in_channels: int, channels: int, num_classes: int, *, dropout: float = 0.1,
-                 reduction: int = 8):
+                 reduction: int = 8, branch_loss_weight: float = 1.0):
         super().__init__()
+        if (not isinstance(branch_loss_weight, int | float) or isinstance(branch_loss_weight, bool)
+                or not 0 <= branch_loss_weight < float("inf")):
+            raise ValueError(f"DAHead: branch_loss_weight must be a number >= 0, got {branch_loss_weight!r}")
+        w = float(branch_loss_weight)
+        self.aux_weights = {"pam": w, "cam": w} if w > 0 else {}
         self.pam_in_conv = ConvNormAct(in_channels, channels, 3)
         self.pam = create("pam", channels, reduction=reduction)
         self.pam_out_conv = ConvNormAct(channels, channels, 3)
-        self.pam_cls_seg = _cls(channels, num_classes, dropout)
+        self.pam_cls_seg = _cls(channels, num_classes, dropout) if w > 0 else None
         self.cam_in_conv = ConvNormAct(in_channels, channels, 3)
         self.cam = create("cam", channels)
         self.cam_out_conv = ConvNormAct(channels, channels, 3)
-        self.cam_cls_seg = _cls(channels, num_classes, dropout)
+        self.cam_cls_seg = _cls(channels, num_classes, dropout) if w > 0 else None
         self.cls_seg = _cls(channels, num_classes, dropout)
 
     def _branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,6 +208,8 @@ class DAHead(DecodeHead):
     def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The summed prediction, and the PAM and CAM branches' own predictions."""
         pam, cam = self._branches(x)
+        if self.pam_cls_seg is None:
+            return self.cls_seg(pam + cam), {}
         return self.cls_seg(pam + cam), {"pam": self.pam_cls_seg(pam), "cam": self.cam_cls_seg(cam)}
 
 

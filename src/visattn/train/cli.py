@@ -261,12 +261,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     spec = _train_module(args)
     attention = None if spec.key == "none" else spec.key
-    extra = {}
-    if args.task == "segmentation":
-        _check_head([args.head])
-        extra["head"] = args.head
+    extra, module_kwargs = {}, spec.kwargs_dict()
+    if args.task == "segmentation":  # the head's own arguments (danet:branch_loss_weight=0) travel as module ones
+        head = _head_variant(args.head)
+        extra["head"], module_kwargs = head.head, dict(head.attention_kwargs)
     config = _run(lambda: _base_config(args, attention=attention, position=args.position,
-                                       attention_kwargs=spec.kwargs_dict(), seed=args.seed, **extra))
+                                       attention_kwargs=module_kwargs, seed=args.seed, **extra))
     name = config.head if config.task == "segmentation" else config.attention or "none"
     out = args.out or f"runs/{config.backbone}-{name}-{config.digest()}"
     check_out_dir(out)
@@ -336,7 +336,7 @@ def _compare(args: argparse.Namespace, variants) -> int:
 
 def _head_variant(token: str):
     """``head`` or ``head:arg=value`` (e.g. ``cc:recurrence=1``) -> a segmentation comparison entry."""
-    from ..cli import CLIError
+    from ..cli import CLIError, clean_message
     from ..spec import literal_or_word, split_top_level
     from .compare import Variant
 
@@ -348,6 +348,13 @@ def _head_variant(token: str):
         if not eq or not arg.strip():
             raise CLIError(f"--head {token}: expected ARG=VALUE after ':', got {item!r}")
         kwargs.append((arg.strip(), literal_or_word(raw.strip())))
+    if kwargs:  # refused here, in one line, rather than in a run's subprocess
+        from ..segmentation import create_segmenter
+
+        try:
+            create_segmenter(name, 2, backbone="tiny", input_size=32, **dict(kwargs))
+        except (TypeError, ValueError) as err:
+            raise CLIError(f"--head {token}: {clean_message(str(err))}") from None
     return Variant(token, None, attention_kwargs=tuple(kwargs), head=name)
 
 
