@@ -207,7 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
         mod.add_parser(sub)
     for command in sub.choices.values():
         command.formatter_class = HelpFormatter
+        # "--wd -1e-4": argparse before 3.13 takes only -1 / -1.5 for negative numbers and "-1e-4" for an
+        # option; no visattn option starts with a digit, so every "-<digit>" token is a value.
+        command._negative_number_matcher = _NEGATIVE_NUMBER
     return parser
+
+
+_NEGATIVE_NUMBER = re.compile(r"^-\.?\d")
 
 
 def _positive_int(text: str) -> int:

@@ -181,6 +181,7 @@ def test_smallest_canvas_is_accepted():
     (["--canvas", "20"], "canvas 20 is smaller than the item"),
     (["--clutter", "-2"], "must be >= 0"),
     (["--rotation", "10,-10"], "out of order"),
+    (["--rotation", "-10,-20"], "out of order"),  # a leading minus is a value, not an option
     (["--scale", "1.2,0.7"], "out of order"),
     (["--rts", "--canvas", "44"], "smaller than the item"),
 ])

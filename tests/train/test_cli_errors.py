@@ -53,7 +53,7 @@ def test_bad_modules_are_one_line(argv, needle, tiny_fmnist, tmp_path, capsys):
 
 
 def test_negative_weight_decay(capsys):
-    for argv in (["--wd", "-0.001"], ["--wd=-1e-4"]):
+    for argv in (["--wd", "-0.001"], ["--wd=-1e-4"], ["--wd", "-1e-4"]):  # the last one argparse took for an option
         with pytest.raises(SystemExit) as exc:
             main(["train", *argv])
         assert exc.value.code == 2 and "--wd: expected a float >= 0" in capsys.readouterr().err
