@@ -81,6 +81,7 @@ def check_data_dir(data_dir: str | Path, what: str = "--data-dir") -> Path:
 
 
 def _image_folder(root: Path, image_size: int, memory_budget_mb: int):
+    """Train and val data of an ImageFolder tree: decoded in memory when it fits the budget, else streamed."""
     val_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
     if not (root / "train").is_dir() or val_dir is None:
         raise FileNotFoundError(f"{root}: expected train/<class>/... and val/<class>/... (or test/)")
@@ -92,7 +93,8 @@ def _image_folder(root: Path, image_size: int, memory_budget_mb: int):
     if decoded_bytes <= memory_budget_mb * 2**20:
         tr_x = torch.stack([decode_image(p, image_size) for p in tr_paths])
         te_x = torch.stack([decode_image(p, image_size) for p in te_paths])
-        return tr_x, tr_y, te_x, te_y, classes
+        mean, std = _stats(tr_x)
+        return ImageData(tr_x, tr_y, classes, mean, std), ImageData(te_x, te_y, classes, mean, std)
     from .streaming import StreamedImageData, folder_statistics
 
     train = StreamedImageData(tr_paths, tr_y, classes, (0.0,) * 3, (1.0,) * 3, image_size)
@@ -120,10 +122,11 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, train_limit: 
         check_data_dir(data_dir)
     if name == "cluttered-fashion-mnist":
         return _load_cluttered(data_dir, train_limit, val_limit, dataset_kwargs)
-    if name == "image-folder" and data_dir is not None:
-        loaded = _image_folder(Path(data_dir), image_size, memory_budget_mb)
-        if len(loaded) == 2:  # streamed
-            return loaded[0].subset(train_limit), loaded[1].subset(val_limit)
+    if name == "image-folder":
+        if data_dir is None:
+            raise ValueError("image-folder needs --data-dir with train/ and val/ (or test/) class folders")
+        train, val = _image_folder(Path(data_dir), image_size, memory_budget_mb)
+        return train.subset(train_limit), val.subset(val_limit)
     if name == "fashion-mnist":
         tr_x, tr_y = load_fashion_mnist("train", data_dir)
         te_x, te_y = load_fashion_mnist("test", data_dir)
@@ -133,10 +136,6 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, train_limit: 
             raise ValueError(f"{name} needs --data-dir pointing at the extracted python-version folder")
         tr_x, tr_y, classes = load_cifar(name, data_dir, "train")
         te_x, te_y, _ = load_cifar(name, data_dir, "test")
-    elif name == "image-folder":
-        if data_dir is None:
-            raise ValueError("image-folder needs --data-dir with train/ and val/ (or test/) class folders")
-        tr_x, tr_y, te_x, te_y, classes = loaded
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     mean, std = _stats(tr_x)
