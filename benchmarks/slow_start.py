@@ -10,7 +10,9 @@ cluttered images. This script separates the mechanism from visattn's code:
    decay 5e-4 on weights only): the plain ResNet-20, visattn's SE and CBAM, timm's ``SEModule`` and
    ``CbamModule`` put into the same slots of the same ResNet-20 (after the last BN of each residual
    branch), and the published remedy, a zero-initialised last BN in every residual branch (torchvision's
-   ``zero_init_residual``; Goyal et al. 2017), so every block starts as the identity whatever its gate.
+   ``zero_init_residual``; Goyal et al. 2017), so every block starts as the identity whatever its gate;
+   and visattn's ``gate_init=0.9`` (SE, CBAM), which starts each block's gate product near 0.9 instead of
+   near 1/2 (SE) or 1/4 (CBAM).
 3. For visattn's CBAM: the test accuracy again after re-estimating the BN running statistics on training
    batches, which shows how much the slow-moving statistics of the spatial gate's BN (momentum 0.01, the
    official code's) cost at evaluation after a short run.
@@ -63,6 +65,9 @@ def variants(size: int) -> dict[str, Callable[[], nn.Module]]:
         "cbam (visattn) + zero-init residual": lambda: create("resnet20", "cbam", in_chans=1, input_size=size,
                                                               zero_init_residual=True),
         "none + zero-init residual": lambda: create("resnet20", in_chans=1, input_size=size, zero_init_residual=True),
+        "se (visattn) gate_init=0.9": lambda: create("resnet20", "se", {"gate_init": 0.9}, in_chans=1, input_size=size),
+        "cbam (visattn) gate_init=0.9": lambda: create("resnet20", "cbam", {"gate_init": 0.9}, in_chans=1,
+                                                       input_size=size),
     }
 
 
@@ -142,7 +147,7 @@ def main() -> None:
         torch.manual_seed(0)
         entry = {"init": gate_statistics(factory(), x0), "runs": []}
         for seed in seeds:
-            slug = name.replace(" ", "-").replace("(", "").replace(")", "").replace("+", "plus")
+            slug = name.replace(" ", "-").replace("(", "").replace(")", "").replace("+", "plus").replace("=", "")
             run_dir = OUT / "runs" / f"{slug}-s{seed}"
             trainer_module.build_model = lambda *a, factory=factory, **k: factory()  # the variant's model
             t0 = time.perf_counter()
