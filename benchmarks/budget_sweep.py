@@ -87,7 +87,9 @@ def to_markdown(result: dict) -> str:
         return next(c["deltas"][name]["mean"] for c in cols if name in c["deltas"])
 
     names = sorted({k for c in cols for k in c["deltas"]}, key=lambda k: -first_delta(k))
-    lines = ["| variant | " + " | ".join(f"{c['budget']}: Δ" for c in cols) + " |",
+    lines = ["# How the differences to the plain network move with the budget", "",
+             "`python benchmarks/budget_sweep.py " + " ".join(f'"{c["budget"]}={c["folder"]}"' for c in cols) + "`",
+             "", "| variant | " + " | ".join(f"{c['budget']}: Δ" for c in cols) + " |",
              "|---|" + "---|" * len(cols)]
     lines.append("| plain (" + metric + " %) | " + " | ".join(
         f"{c['plain']['mean']:.2f} ± {c['plain']['std']:.2f}" for c in cols) + " |")
