@@ -24,7 +24,7 @@ from .registry import create, info, list_modules
 
 CHANNELS = 64
 #: What the demo trains on cluttered Fashion-MNIST: the plain CNN, the ST-CNN, spatial and channel+spatial modules.
-DEMO_VARIANTS = ("none", "stn", "cbam", "coord", "sge:groups=4")  # SGE's 64 groups need >= 64 channels
+DEMO_VARIANTS = ("none", "stn", "cbam", "cbam:gate_init=0.9", "coord")  # CBAM with its paper's init and started near 1
 #: Seeds per network: the demo's differences come with their seed spread.
 DEMO_SEEDS = (0, 1)
 
@@ -110,7 +110,7 @@ def run_demo(args: Namespace) -> int:
                        epochs=args.epochs, train_limit=args.train_limit, val_limit=args.val_limit)
     seeds = list(getattr(args, "seeds", None) or DEMO_SEEDS)
     print(f"\nCluttered Fashion-MNIST (60x60 canvas, 4 clutter pieces of 8x8): the plain CNN against an STN in "
-          f"front of it and {', '.join(t.split(':')[0] for t in DEMO_VARIANTS[2:])} in its "
+          f"front of it and {', '.join(DEMO_VARIANTS[2:])} in its "
           f"blocks; {args.epochs} epoch(s) on "
           f"{args.train_limit:,} training images, tested on {args.val_limit:,}, seeds {seeds} (the full runs: see "
           "README).\n")
@@ -124,13 +124,14 @@ def run_demo(args: Namespace) -> int:
 
 
 def demo_variant(token: str):
-    """``key`` or ``key:arg=int`` (compare's grammar) -> the comparison entry; ``stn`` goes on the input."""
+    """``key`` or ``key:arg=value`` (compare's grammar) -> the comparison entry; ``stn`` goes on the input."""
+    from .spec import literal_or_word
     from .train.compare import Variant
 
     key, *settings = token.split(":")
     if key == "stn":
         return Variant(token, transform="stn")
-    kwargs = tuple((name, int(value)) for name, value in (item.split("=") for item in settings))
+    kwargs = tuple((name, literal_or_word(value)) for name, value in (item.split("=") for item in settings))
     return Variant(token, None if key == "none" else key, attention_kwargs=kwargs)
 
 

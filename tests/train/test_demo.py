@@ -20,6 +20,7 @@ def test_demo_runs_every_module_then_the_cluttered_comparison(tiny_fmnist, tmp_p
     runs = {p.name for p in (tmp_path / "demo").iterdir() if p.is_dir()}
     assert runs == {f"{demo_variant(k).slug}-s{s}" for k in DEMO_VARIANTS for s in DEMO_SEEDS}
     assert demo_variant("sge:groups=4").slug == "sge-groups4"
+    assert demo_variant("cbam:gate_init=0.9").attention_kwargs == (("gate_init", 0.9),)
 
 
 def test_verdict_separates_differences_beyond_the_seed_spread():
