@@ -124,15 +124,11 @@ def run_demo(args: Namespace) -> int:
 
 
 def demo_variant(token: str):
-    """``key`` or ``key:arg=value`` (compare's grammar) -> the comparison entry; ``stn`` goes on the input."""
-    from .spec import literal_or_word
-    from .train.compare import Variant
+    """``key`` or ``key:arg=value`` -> the comparison entry ``visattn compare --attention`` builds (stn: input)."""
+    from .train.cli import _variants
 
-    key, *settings = token.split(":")
-    if key == "stn":
-        return Variant(token, transform="stn")
-    kwargs = tuple((name, literal_or_word(value)) for name, value in (item.split("=") for item in settings))
-    return Variant(token, None if key == "none" else key, attention_kwargs=kwargs)
+    (variant,) = _variants(token)
+    return variant
 
 
 def verdict(rows: list[dict]) -> list[str]:
