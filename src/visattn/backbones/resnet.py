@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
@@ -303,6 +304,18 @@ def stn_kwargs_for(input_size: int | Iterable[int]) -> dict[str, Any]:
     return {"loc_channels": 20, "loc_pool": max(1, min(h, w) // 20)}
 
 
+def _split_module_kwargs(builder: Callable[..., nn.Module], name: str, attention: str | None,
+                         kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``kwargs`` split into the network's own arguments and the attention module's (as ``attach`` takes them)."""
+    accepted = inspect.signature(builder).parameters
+    network = {k: v for k, v in kwargs.items() if k in accepted}
+    module = {k: v for k, v in kwargs.items() if k not in accepted}
+    if module and attention is None:
+        raise TypeError(f"create({name!r}) got unexpected keyword argument(s) {', '.join(sorted(module))} (module "
+                        "keyword arguments need an attention key)")
+    return network, module
+
+
 def create(name: str, attention: str | None = None, attention_kwargs: Mapping[str, Any] | None = None,
            position: str = "standard", stages: Iterable[int] | None = None, *, num_classes: int | None = None,
            in_chans: int | None = None, transform: str | None = None,
@@ -323,10 +336,12 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
             (:func:`stn_kwargs_for`). Combines with ``attention``.
         transform_kwargs: the transform's keyword arguments (override the sizing).
         **kwargs: further arguments of :class:`ResNet` / :class:`CifarResNet` (``blocks``, ``input_size``,
-            ``zero_init_residual``, ``shortcut``, ...).
+            ``zero_init_residual``, ``shortcut``, ...); any other keyword goes to the attention module, as
+            :func:`~visattn.backbones.attach.attach` takes it (``create("resnet20", "se", reduction=8)``).
 
     Raises:
         KeyError: unknown ``name`` (the closest names are suggested).
+        TypeError: a keyword argument neither the network nor the attention module takes.
 
     Example:
         >>> m = create("resnet20", "se", {"reduction": 4}, in_chans=1)
@@ -340,6 +355,12 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
         hint = f" Did you mean {', '.join(repr(k) for k in close)}?" if close else ""
         raise KeyError(f"visattn: unknown backbone {name!r}.{hint} `visattn.backbones.list_backbones()` "
                        "lists all names.") from None
+    kwargs, module_kwargs = _split_module_kwargs(builder, name, attention, kwargs)
+    if module_kwargs:
+        twice = sorted(set(module_kwargs) & set(attention_kwargs or {}))
+        if twice:
+            raise TypeError(f"create({name!r}): {', '.join(twice)} given both as keyword and in attention_kwargs")
+        attention_kwargs = {**dict(attention_kwargs or {}), **module_kwargs}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
