@@ -14,7 +14,8 @@ several GiB.
 
 Each visattn module runs as the head runs it (``memory_efficient=True``: SDPA or the query-blocked kernel);
 the plain formulation is the official codes' (explicit ``HW x HW`` softmax map, bmm), written in
-``benchmarks/context.py`` with the module's own weights. Residual scales and zero-initialised layers are set
+``benchmarks/context.py`` with the module's own weights; the non-local one is mmcv's ``NonLocal2d`` with its
+in-place scaling of the map (:class:`PlainScaledNonLocal`). Residual scales and zero-initialised layers are set
 non-zero first so that the attention path is in the backward. Before timing, both are run once on the same
 input and the largest absolute difference of their outputs is recorded.
 
@@ -54,7 +55,12 @@ CHANNELS = 512
 
 
 class PlainScaledNonLocal(nn.Module):
-    """NLHead's non-local block (embedded Gaussian, energies x d^-1/2) with the explicit map."""
+    """NLHead's non-local block (embedded Gaussian, energies / d^1/2) as mmcv's ``NonLocal2d`` computes it.
+
+    The official formulation, line for line: ``pairwise_weight = torch.matmul(theta_x, phi_x)``, then
+    ``pairwise_weight /= d ** 0.5`` *in place* (so the scaling costs no second N x N map), ``softmax(dim=-1)``,
+    ``torch.matmul(pairwise_weight, g_x)``, and ``x + conv_out(y)``.
+    """
 
     def __init__(self, ref):
         super().__init__()
@@ -62,10 +68,15 @@ class PlainScaledNonLocal(nn.Module):
 
     def forward(self, x):
         r, (b, _, h, w) = self.ref, x.shape
-        theta, phi, g = r.theta(x).flatten(2), r.phi(x).flatten(2), r.g(x).flatten(2)  # [B, Ci, N]
-        f = torch.softmax(torch.bmm(theta.transpose(1, 2), phi) * theta.shape[1] ** -0.5, dim=-1)  # [B, N, N]
-        y = torch.bmm(g, f.transpose(1, 2)).reshape(b, -1, h, w)
-        return r.norm(r.w_z(y)) + x
+        g_x = r.g(x).view(b, r.g.out_channels, -1).permute(0, 2, 1)  # [B, N, Ci]
+        theta_x = r.theta(x).view(b, r.theta.out_channels, -1).permute(0, 2, 1)  # [B, N, Ci]
+        phi_x = r.phi(x).view(b, r.phi.out_channels, -1)  # [B, Ci, N]
+        pairwise_weight = torch.matmul(theta_x, phi_x)  # [B, N, N]
+        pairwise_weight /= theta_x.shape[-1] ** 0.5  # in place, as mmcv's use_scale
+        pairwise_weight = pairwise_weight.softmax(dim=-1)
+        y = torch.matmul(pairwise_weight, g_x)  # [B, N, Ci]
+        y = y.permute(0, 2, 1).contiguous().reshape(b, -1, h, w)
+        return x + r.norm(r.w_z(y))
 
 
 def _live(m: nn.Module) -> nn.Module:
