@@ -1,21 +1,227 @@
+"""The front door and the docs site: README shape, the strict offline build, and the gallery in a real browser."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from visattn._docs import END, START, module_table, modules_page
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STALE = "stale: run `python scripts/gen_module_table.py` (or `make docs`)"
+README = ROOT / "README.md"
+BUILD_CPU_SECONDS = 60  # the docs build's own CPU time (user + system): load on a shared machine does not count
 
 
-def test_modules_page_is_fresh():
-    assert (ROOT / "docs" / "modules.md").read_text() == modules_page(), STALE
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_module_table = _script("gen_module_table")
+gen_docs_pages = _script("gen_docs_pages")
+
+
+# ------------------------------------------------------------------------------------------- README
 
 
 def test_readme_table_is_fresh():
-    text = (ROOT / "README.md").read_text()
-    block = text.split(START, 1)[1].split(END, 1)[0]
-    assert block == "\n" + module_table(), STALE
+    text = README.read_text()
+    block = text.split(gen_module_table.START, 1)[1].split(gen_module_table.END, 1)[0]
+    assert block == "\n" + gen_module_table.module_table(), "stale: run `python scripts/gen_module_table.py`"
 
 
 def test_readme_quick_start_is_the_two_commands():
-    text = (ROOT / "README.md").read_text()
-    assert "make demo" in text and "make test" in text
+    section = README.read_text().split("\n## Quick start", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in code.strip().splitlines()] == ["make demo", "make test"]
+
+
+def test_readme_is_a_front_door():
+    text = README.read_text()
+    assert len(text.splitlines()) < 200
+    for heading in ("## Install", "## Quick start", "## In Python", "## On the command line", "## Modules",
+                    "## Documentation"):
+        assert heading in text
+    assert "pip install ." in text and "pip install '.[viz,train]'" in text
+
+
+def test_readme_renders_on_a_package_page():
+    """No picture in the README (a package page cannot show repository files); every relative link exists."""
+    text = README.read_text()
+    assert "<img" not in text and "![" not in text, "README pictures belong on the docs pages"
+    for link in re.findall(r"\]\(([^)#\s]+)", text):
+        if "://" not in link:
+            assert (ROOT / link).exists(), f"README links {link}, which does not exist"
+
+
+def test_readme_quotes_the_demo_time_as_a_range():
+    assert "7 to 13 minutes" in README.read_text()
+
+
+# --------------------------------------------------------------------------------------- generated pages
+
+
+def test_one_generated_page_per_registry_key():
+    import visattn
+
+    pages = gen_docs_pages.pages()
+    keys = visattn.list_modules()
+    assert {p for p in pages if p.startswith("modules/")} == {"modules/index.md", *(f"modules/{k}.md" for k in keys)}
+    for key in keys:
+        page = pages[f"modules/{key}.md"]
+        meta = visattn.info(key)
+        assert meta.paper in page and meta.citation in page
+        assert f"{gen_docs_pages.parameter_count(key):,}" in page
+        assert "## Cost" in page and "## Export" in page and "## Defaults" in page
+
+
+def test_module_page_facts_come_from_the_registry_and_results():
+    import visattn
+
+    pages = gen_docs_pages.pages()
+    se = pages["modules/se.md"]
+    assert "| parameters at C = 256 | 8,464 |" in se  # SE(256, r=16), as the paper's arithmetic gives
+    assert "```latex" in se and "F_{sq}" in se  # the docstring's equation
+    assert "| `reduction` | `16` |" in se
+    bench = json.loads(gen_docs_pages.BENCH.read_text())
+    row = next(r for r in bench["results"] if r["key"] == "se" and r["size"] == [28, 28])
+    assert f"{row['forward_ms']['median']:.2f}" in se
+    export_row = gen_docs_pages._export_rows()["se"]
+    assert export_row in se
+    assert visattn.info("cbam").note.split()[0] in pages["modules/cbam.md"]
+
+
+def test_every_gallery_picture_exists_and_is_a_spatial_map():
+    for key, (folder, picture, source, _) in gen_docs_pages.PICTURES.items():
+        assert (gen_docs_pages.RESULTS / folder / picture).is_file(), key
+        assert (gen_docs_pages.RESULTS / folder / source).is_file(), key
+        assert "cam" not in picture.replace("gradcam", ""), "a C x C channel matrix is not an attention picture"
+
+
+def test_cli_reference_covers_every_sub_command():
+    from visattn.cli import build_parser
+
+    page = gen_docs_pages.cli_page()
+    names = list(gen_docs_pages._subcommands(build_parser()))
+    assert {"list", "info", "bench", "train", "compare", "show"} <= set(names)
+    for name in names:
+        assert f"## visattn {name}\n" in page
+
+
+def test_markdown_docstring_turns_rest_math_into_latex_blocks():
+    doc = ("Title.\n\n.. math::\n    y = x\n\nwhere :math:`x` is ``x``.\n\nArgs:\n    a: the :math:`a`.\n"
+           "\nExample:\n    >>> 1 + 1\n    2\n")
+    md = gen_docs_pages.markdown_docstring(doc)
+    assert "```latex\ny = x\n```" in md and "where `x` is `x`." in md
+    assert "- `a`: the `a`." in md and "```pycon\n>>> 1 + 1\n2\n```" in md
+
+
+# ------------------------------------------------------------------------------------------- the site
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    pytest.importorskip("mkdocs", reason="the docs tools are in the dev and docs extras: pip install -e '.[dev]'")
+    pytest.importorskip("material", reason="mkdocs-material is in the dev and docs extras")
+    pytest.importorskip("mkdocstrings_handlers.python", reason="mkdocstrings[python] is in the dev and docs extras")
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": f"{ROOT / 'src'}:{os.environ.get('PYTHONPATH', '')}"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
+                           "-d", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith(("WARNING", "ERROR"))]
+    assert proc.returncode == 0 and not warnings, "mkdocs build --strict failed:\n" + "\n".join(
+        warnings or proc.stderr.splitlines()[-30:])
+    assert cpu < BUILD_CPU_SECONDS, f"the docs build took {cpu:.0f} s of CPU ({wall:.0f} s wall)"
+    return out
+
+
+def test_docs_build_strict_has_every_page(site):
+    import visattn
+
+    for page in ("index.html", "getting-started.html", "gallery.html", "cli.html", "api.html", "attach.html",
+                 "segmentation.html", "contributing.html", "changelog.html", "studies/cluttered.html"):
+        assert (site / page).is_file(), page
+    for key in visattn.list_modules():
+        assert (site / "modules" / f"{key}.html").is_file(), key
+
+
+def test_docs_site_is_offline(site):
+    """No page loads anything from the network (fonts, scripts, styles): the site is read from disk."""
+    for page in site.rglob("*.html"):
+        if "results" in page.relative_to(site).parts:
+            continue
+        html = page.read_text()
+        remote = re.findall(r"<(?:script|link|img)[^>]+(?:src|href)=\"(https?://[^\"]+)\"", html)
+        assert not remote, f"{page.relative_to(site)} loads {remote[:3]}"
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images).map(i => ({src: i.getAttribute("src"), complete: i.complete,
+                                                          width: i.naturalWidth, height: i.naturalHeight}));
+  const out = document.createElement("pre");
+  out.id = "image-probe";
+  out.textContent = JSON.stringify(images);
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def rendered_images(chromium: str, page: Path) -> list[dict]:
+    """Open ``page`` in headless Chromium and return every ``<img>``'s natural size after the page loaded."""
+    probe = page.with_name(f"probe-{page.name}")
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    try:
+        proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                               "--allow-file-access-from-files", "--virtual-time-budget=10000", "--dump-dom",
+                               probe.as_uri()], capture_output=True, text=True, timeout=180)
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="image-probe">(.*?)</pre>', proc.stdout, re.S)
+    assert found, f"Chromium rendered no probe (exit {proc.returncode}): {proc.stderr[-800:]}"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def test_gallery_renders_its_pictures_in_chromium(site):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no chromium binary on PATH (Debian: apt-get install chromium; `make test` installs it as root)")
+    images = [i for i in rendered_images(chromium, site / "gallery.html") if "results/" in i["src"]]
+    assert len(images) == 2 * len(gen_docs_pages.PICTURES)
+    broken = [i["src"] for i in images if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
+    assert not broken, f"pictures that did not render: {broken}"
+
+
+def test_the_gallery_check_sees_a_missing_picture(site, tmp_path):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no chromium binary on PATH (Debian: apt-get install chromium; `make test` installs it as root)")
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy, ignore=shutil.ignore_patterns("search", "assets"))
+    folder, picture, _, _ = gen_docs_pages.PICTURES["cbam"]
+    (copy / "results" / folder / picture).unlink()
+    images = rendered_images(chromium, copy / "gallery.html")
+    assert [i for i in images if i["src"].endswith(picture) and i["width"] == 0]

@@ -50,8 +50,10 @@ class SceneConfig:
 
     Args:
         size: canvas height and width.
-        min_items, max_items: items per scene (inclusive).
-        min_scale, max_scale: item side as a fraction of the canvas side.
+        min_items: fewest items per scene.
+        max_items: most items per scene (inclusive).
+        min_scale: smallest item side as a fraction of the canvas side.
+        max_scale: largest item side as a fraction of the canvas side.
         seed: the data set's seed (independent of the training seed).
     """
 

@@ -139,8 +139,10 @@ class StreamingLoader(BatchLoader):
 
     Args:
         data: the images on disk.
-        batch_size, shuffle, augment, pad, flip, seed, rank, world_size, drop_last: as BatchLoader.
+        batch_size: images per batch, as BatchLoader's.
         workers: decoding processes (default :func:`default_workers`; 0 decodes in this process).
+        **kwargs: BatchLoader's other keyword arguments (``shuffle``, ``augment``, ``pad``, ``flip``, ``seed``,
+            ``rank``, ``world_size``, ``drop_last``).
     """
 
     def __init__(self, data: StreamedImageData, batch_size: int, *, workers: int | None = None, **kwargs):
