@@ -150,7 +150,8 @@ class ImageFileLoader:
         shuffle: reshuffle every epoch (seeded by ``seed`` and the epoch, the same on every rank).
         training: RandomResizedCrop + flip; else resize + centre crop.
         seed: order and augmentation.
-        rank, world_size: this process's shard (every rank ``ceil(N / world_size)`` samples).
+        rank: this process's shard (every rank gets ``ceil(N / world_size)`` samples).
+        world_size: the number of processes sharing each epoch.
         drop_last: drop a last incomplete batch.
         workers: decoding processes (default: all cores but one, at most 8; 0 decodes in this process).
     """
