@@ -225,3 +225,38 @@ def test_the_gallery_check_sees_a_missing_picture(site, tmp_path):
     (copy / "results" / folder / picture).unlink()
     images = rendered_images(chromium, copy / "gallery.html")
     assert [i for i in images if i["src"].endswith(picture) and i["width"] == 0]
+
+
+# ---------------------------------------------------------------------------------------- contributing
+
+
+def _section_code(page: Path, heading: str) -> str:
+    section = page.read_text().split(f"\n## {heading}", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_contributing_module_example_registers_and_keeps_the_contract():
+    """The page's toy module, loaded as a file of visattn.modules, is listed, built, and keeps the contract."""
+    import torch
+
+    import visattn
+    from visattn import registry
+
+    code = _section_code(ROOT / "docs" / "contributing.md", "Adding a module")
+    name = "visattn.modules.docs_toy_example"
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "visattn.modules"
+    visattn.list_modules()  # load the real modules first
+    try:
+        exec(compile(code, "contributing.md", "exec"), module.__dict__)
+        assert "toy" in visattn.list_modules()
+        toy = visattn.create("toy", 8, dtype=torch.float64)
+        x = torch.randn(2, 8, 5, 7, dtype=torch.float64)
+        assert torch.allclose(toy(x), x * torch.sigmoid(x.mean(1, keepdim=True)))
+        with pytest.raises(ValueError, match="ToyAttention"):
+            toy(torch.randn(2, 4, 5, 7, dtype=torch.float64))
+        assert visattn.info("toy").parameter_free
+    finally:
+        registry._REGISTRY.pop("toy", None)
+    assert "toy" not in visattn.list_modules()
