@@ -5,7 +5,9 @@ One parser for every tool that names modules (``visattn bench``, ``train``, ``co
 registry and argument names against the module's constructor, each with the closest match suggested;
 values are Python literals (``ast.literal_eval``: ``8``, ``0.5``, ``True``, ``(3, 5)``, ``None``) or else
 plain words (``gate_layer=tanh``), and a value whose type cannot be what the argument's default is
-(``reduction=abc``) is refused.
+(``reduction=abc``) is refused: ``True`` / ``False`` are not numbers, and an argument whose default is a whole
+number takes whole numbers only (``se:reduction=2.5`` would build ``int(64 / 2.5) = 25`` hidden channels
+without a word, so it is refused; ``reduction=8.0`` too).
 
 Example:
     >>> parse_modules("se:reduction=8, sge:groups=8")
@@ -118,7 +120,9 @@ def _check_type(key: str, name: str, value: Any, default: Any) -> None:
             refuse("True or False")
     elif isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            refuse("a number")
+            refuse("a number")  # bool is an int to Python, never a count or a ratio here
+        if isinstance(default, int) and isinstance(value, float):
+            refuse("a whole number")  # an integer argument: a fraction would be truncated somewhere, silently
     elif isinstance(default, tuple):
         if not isinstance(value, (tuple, list, int, float)) or isinstance(value, bool):
             refuse("a tuple such as (3,5)")
