@@ -18,6 +18,11 @@ def test_show_segmentation_run(split_fmnist, tmp_path, capsys):
     assert any("decode_head_pam" in n for n in names)  # PAM's attention of the query pixel
     assert any("decode_head_cam" in n for n in names)  # CAM's channel matrix
     assert "query pixel (y, x) = (5, 20)" in page and "pam at decode_head.pam" in page
+    cam_caption = page.split("cam at decode_head.cam")[-1].split("</figcaption>")[0]
+    assert "channel-by-channel matrix" in cam_caption and "query cell" not in cam_caption  # a matrix, not a map
+    # the introduction and every caption state the same colour rule (default: one range per layer)
+    assert "share one colour range over the drawn images" in page and "scaled to their own range" not in page
+    assert "shared by this layer&#x27;s maps" in page or "shared by this layer's maps" in page
     assert main(["show", str(run), "--query", "40,1"]) == 2
     assert "outside the 32x32 input" in capsys.readouterr().err
 

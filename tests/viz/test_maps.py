@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 import visattn
@@ -70,8 +71,16 @@ def test_attention_on_a_pooled_grid_and_channel_attention():
     assert pictures[0].kind == "context" and torch.equal(pictures[0].data, t[:, qy * 4 + qx].view(2, 5, 4))
     # the same shape from a module with 20 channels is channel attention (DANet's CAM)
     assert interpret(t, in_hw=(h, w), channels=20, role="context")[0][0].kind == "matrix"
-    # a matrix over the input grid's positions stays positional even when HW == C
-    assert interpret(torch.rand(2, 72, 72), in_hw=(h, w), channels=72, role="context")[0][0].kind == "context"
+    # HW == C: the shape cannot tell; the module's declared axes do, and without them nothing is drawn
+    square = torch.rand(2, 72, 72)
+    assert interpret(square, in_hw=(h, w), channels=72, role="context", axes="positions")[0][0].kind == "context"
+    assert interpret(square, in_hw=(h, w), channels=72, role="context", axes="channels")[0][0].kind == "matrix"
+    pictures, reason = interpret(square, in_hw=(h, w), channels=72, role="context")
+    assert pictures == [] and "does not declare" in reason
+    # declared channels: a matrix even where its size fits a pooled grid of positions
+    assert interpret(t, in_hw=(h, w), channels=16, role="context", axes="channels")[0][0].kind == "matrix"
+    with pytest.raises(ValueError, match="axes"):
+        interpret(t, in_hw=(h, w), axes="space")
 
 
 def test_spatial_shapes_and_reduction():

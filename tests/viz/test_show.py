@@ -186,9 +186,10 @@ def test_show_modules_filter_quiet_and_a_corrupt_checkpoint(trained_run, tmp_pat
 
 
 def test_overlay_uses_the_maps_min_max_range_exactly():
+    from visattn.viz.draw import draw_picture as _draw
     from visattn.viz.maps import Picture
+    from visattn.viz.pictures import ModulePicture
     from visattn.viz.render import overlay, with_colorbar
-    from visattn.viz.show import ModulePicture, _draw
 
     image = torch.randint(0, 256, (1, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     data = torch.tensor([[[2.0, 3.0, 4.0], [5.0, 6.0, 2.5], [3.5, 4.5, 5.5]],  # image 0: min 2, max 6: not 0 .. max

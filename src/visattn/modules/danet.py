@@ -86,6 +86,9 @@ class PositionAttention(nn.Module):
         torch.Size([2, 99, 99])
     """
 
+    #: What each map of ``attention_map`` is over, for ``visattn.viz``: attention between positions.
+    attention_map_axes = ("positions",)
+
     def __init__(self, channels: int, *, reduction: int = 8, memory_efficient: bool = True):
         super().__init__()
         if reduction < 1:
@@ -166,6 +169,9 @@ class ChannelAttention(nn.Module):
         torch.Size([2, 64, 64])
     """
 
+    #: What each map of ``attention_map`` is over, for ``visattn.viz``: a (B, C, C) matrix over channels.
+    attention_map_axes = ("channels",)
+
     def __init__(self, channels: int, *, energy: str = "official"):
         super().__init__()
         if energy not in _CAM_ENERGIES:
@@ -234,6 +240,9 @@ class DualAttention(nn.Module):
         >>> [a.shape for a in da.attention_map(x)]
         [torch.Size([2, 99, 99]), torch.Size([2, 64, 64])]
     """
+
+    #: What each map of ``attention_map`` is over, for ``visattn.viz``: PAM's over positions, CAM's over channels.
+    attention_map_axes = ("positions", "channels")
 
     def __init__(self, channels: int, *, reduction: int = 8, cam_energy: str = "official",
                  memory_efficient: bool = True):

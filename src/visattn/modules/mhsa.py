@@ -136,6 +136,9 @@ class MultiHeadSelfAttention(nn.Module):
         0.0
     """
 
+    #: What each map of ``attention_map`` is over, for ``visattn.viz``: attention between positions.
+    attention_map_axes = ("positions",)
+
     def __init__(self, channels: int, *, num_heads: int = 8, bias: bool = True, pos_embed: str = "none",
                  pos_size: int | tuple[int, int] = 16, memory_efficient: bool = True):
         super().__init__()
@@ -271,6 +274,9 @@ class TransformerBlock(nn.Module):
         >>> block(torch.randn(2, 64, 5, 9)).shape
         torch.Size([2, 64, 5, 9])
     """
+
+    #: What each map of ``attention_map`` is over, for ``visattn.viz``: attention between positions.
+    attention_map_axes = ("positions",)
 
     def __init__(self, channels: int, *, num_heads: int = 8, mlp_ratio: float = 4.0, norm_first: bool = False,
                  layer_norm_eps: float = 1e-5, pos_embed: str = "none", pos_size: int | tuple[int, int] = 16,

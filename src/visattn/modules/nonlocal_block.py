@@ -116,6 +116,9 @@ class NonLocalBlock(nn.Module):
         torch.Size([2, 120, 30])
     """
 
+    #: What each map of ``attention_map`` is over, for ``visattn.viz``: attention between positions.
+    attention_map_axes = ("positions",)
+
     def __init__(self, channels: int, *, mode: str = "embedded_gaussian", inter_channels: int | None = None,
                  sub_sample: bool = False, scaled: bool = False, norm_layer: LayerType = "batch",
                  memory_efficient: bool = True):

@@ -158,6 +158,9 @@ class ObjectContext(nn.Module):
         torch.Size([2, 63, 63])
     """
 
+    #: What each map of ``attention_map`` is over, for ``visattn.viz``: attention between positions.
+    attention_map_axes = ("positions",)
+
     def __init__(self, channels: int, *, out_channels: int | None = None, key_channels: int | None = None,
                  value_channels: int | None = None, dropout: float = 0.0, share_query_key: bool = True,
                  norm_layer: LayerType = "batch", act_layer: LayerType = "relu", memory_efficient: bool = True):
@@ -236,6 +239,9 @@ class ASPObjectContext(nn.Module):
         >>> asp.attention_map(torch.randn(2, 64, 9, 11)).shape
         torch.Size([2, 30, 30])
     """
+
+    #: What each map of ``attention_map`` is over, for ``visattn.viz``: attention between positions.
+    attention_map_axes = ("positions",)
 
     def __init__(self, channels: int, *, out_channels: int | None = None, inner_channels: int | None = None,
                  dilations: Sequence[int] = (12, 24, 36), dropout: float = 0.0, norm_layer: LayerType = "batch",

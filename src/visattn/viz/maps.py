@@ -12,7 +12,8 @@ and returns pictures of one of these kinds:
   modules: criss-cross weights ``(B, H + W, H, W)``, position-indexed maps ``(B, ..., h*w, h, w)`` (PSA),
   and attention matrices ``(B, [heads,] N_q, N_k)`` over the input grid, or over pooled / sub-sampled
   grids (non-local's sub-sampled keys, ASP-OC's pooled grid);
-- ``"matrix"``: a square ``(B, n, n)`` matrix that is not over positions (DANet's channel attention);
+- ``"matrix"``: a square ``(B, n, n)`` matrix that is not over positions (DANet's channel attention, which the
+  module declares as over channels: its ``attention_map_axes``);
 - ``"transform"``: an affine ``theta`` ``(B, 2, 3)`` (spatial transformer).
 
 A shape that fits none of these gives no picture and a reason, never an exception.
@@ -140,7 +141,7 @@ def _matrix_over_positions(t: torch.Tensor, in_hw: tuple[int, int], query: tuple
 
 
 def interpret(t: torch.Tensor, *, in_hw: tuple[int, int], channels: int | None = None, role: str = "plugin",
-              query: tuple[float, float] = (0.5, 0.5)) -> tuple[list[Picture], str]:
+              query: tuple[float, float] = (0.5, 0.5), axes: str | None = None) -> tuple[list[Picture], str]:
     """Pictures of the weights ``t`` of a module whose input grid is ``in_hw``; and a reason when there are none.
 
     Args:
@@ -151,7 +152,16 @@ def interpret(t: torch.Tensor, *, in_hw: tuple[int, int], channels: int | None =
             is taken as positional even when ``HW == C``).
         role: the module's registry role; ``"context"`` looks for query-indexed attention first.
         query: fractional query position ``((y + 0.5) / H_img, (x + 0.5) / W_img)`` for context modules.
+        axes: what the module declares these weights to be over (its ``attention_map_axes``): ``"channels"``
+            (channel weights, or a channel-by-channel matrix: drawn as a ``"matrix"``, never over the image),
+            ``"positions"``, or None (read from the shape; a square ``(B, n, n)`` matrix with ``n`` equal to
+            both the channel count and the number of positions is then ambiguous and not drawn).
+
+    Raises:
+        ValueError: ``axes`` not one of ``"positions"``, ``"channels"`` or None.
     """
+    if axes not in (None, "positions", "channels"):
+        raise ValueError(f"interpret: axes must be 'positions', 'channels' or None, got {axes!r}")
     if not isinstance(t, torch.Tensor) or t.dim() < 2:
         return [], f"not a batch of weights ({type(t).__name__} {tuple(getattr(t, 'shape', ()))})"
     t = t.detach().float().cpu()
@@ -160,21 +170,33 @@ def interpret(t: torch.Tensor, *, in_hw: tuple[int, int], channels: int | None =
     s = tuple(t.shape[1:])
     if role == "transform" and s == (2, 3):
         return [Picture("transform", t, "affine theta")], ""
-    pictures = _channel(t)
-    if pictures:
-        return pictures, ""
+    square = len(s) == 2 and s[0] == s[1]
+    if axes == "channels":
+        pictures = _channel(t)
+        if pictures:
+            return pictures, ""
+        if square:
+            return [Picture("matrix", t, f"{s[0]}x{s[1]} channel-by-channel matrix")], ""
+        return [], f"no picture for channel weights of shape {tuple(t.shape)}"
+    if axes is None:
+        pictures = _channel(t)
+        if pictures:
+            return pictures, ""
     h, w = in_hw
+    if axes is None and square and s[0] == channels == h * w and h * w > 1:
+        return [], (f"a {s[0]}x{s[1]} matrix where {s[0]} is both the channel count and the number of positions "
+                    f"({h}x{w}), and the module does not declare which (attention_map_axes): not drawn")
     if role == "context":
         attempt = (_criss_cross(t, query) or _indexed_by_position(t, query)
                    or _matrix_over_positions(t, in_hw, query, pooled_queries=False))
-        if not attempt and not (len(s) == 2 and s[0] == s[1] == channels):
+        if not attempt and (axes == "positions" or not (square and s[0] == channels)):
             attempt = _matrix_over_positions(t, in_hw, query, pooled_queries=True)
         if attempt:
             return attempt, ""
     if len(s) == 2 and s[0] == 1 and s[1] == h * w:  # (B, 1, HW): a flattened map over the input grid
         return [Picture("spatial", t.reshape(-1, h, w), "")], ""
-    if len(s) == 2 and s[0] == s[1]:
-        return [Picture("matrix", t, f"{s[0]}x{s[1]} matrix")], ""
+    if square:
+        return [Picture("matrix", t, f"{s[0]}x{s[1]} matrix" + (" over positions" if axes == "positions" else ""))], ""
     if len(s) >= 3:
         m, note = reduce_channels(t.reshape(t.shape[0], -1, *s[-2:]))
         return [Picture("spatial", m, note)], ""

@@ -27,10 +27,29 @@ from torch import nn
 
 from ..registry import info, list_modules
 
-__all__ = ["Recorder", "Site", "STEP_NAMES", "attention_modules", "outermost"]
+__all__ = ["Recorder", "Site", "STEP_NAMES", "AXES", "attention_modules", "declared_axes", "inside", "outermost"]
 
 #: Names of the submodules whose outputs are a module's weights (see docs/contributing.md).
 STEP_NAMES = ("gate", "attend")
+
+#: What a module may declare its weights to be over, one entry per tensor its ``attention_map`` returns, in its
+#: ``attention_map_axes`` class attribute: ``"positions"`` (a map over the grid, or attention between positions)
+#: or ``"channels"`` (channel weights, or a channel-by-channel matrix such as DANet's CAM).
+AXES = ("positions", "channels")
+
+
+def declared_axes(module: nn.Module) -> tuple[str, ...] | None:
+    """The module's ``attention_map_axes`` (one of :data:`AXES` per map of its ``attention_map``), or None.
+
+    Raises:
+        ValueError: a declaration that is not a tuple of :data:`AXES`.
+    """
+    axes = getattr(module, "attention_map_axes", None)
+    if axes is None:
+        return None
+    if isinstance(axes, str) or not all(a in AXES for a in axes):
+        raise ValueError(f"{type(module).__name__}.attention_map_axes must be a tuple of {AXES}, got {axes!r}")
+    return tuple(axes)
 
 
 @dataclass(frozen=True)
@@ -43,12 +62,15 @@ class Site:
         owner: path of the innermost visattn module holding the step, e.g. ``"layer1.0.attn.spatial_gate"``
             (``""`` when the model itself is that module).
         key: the owner's registry key, e.g. ``"cbam"``.
+        axes: what the step's weights are over, ``"positions"`` or ``"channels"``, when the owner declares
+            one map (:func:`declared_axes`); None when it declares none or several.
     """
 
     path: str
     name: str
     owner: str
     key: str
+    axes: str | None = None
 
 
 def _registered_classes() -> dict[type, str]:
@@ -64,10 +86,11 @@ def attention_modules(model: nn.Module) -> dict[str, str]:
 def outermost(paths: Iterable[str]) -> list[str]:
     """The paths not inside another of ``paths`` (``"a.b"`` is inside ``"a"``; ``""`` contains everything)."""
     paths = list(paths)
-    return [p for p in paths if not any(_inside(p, q) for q in paths if q != p)]
+    return [p for p in paths if not any(inside(p, q) for q in paths if q != p)]
 
 
-def _inside(path: str, parent: str) -> bool:
+def inside(path: str, parent: str) -> bool:
+    """Whether module path ``path`` is inside ``parent`` (``""``, the model itself, contains everything)."""
     return parent == "" or path.startswith(parent + ".")
 
 
@@ -78,11 +101,13 @@ def _join(prefix: str, name: str) -> str:
 def _find_sites(model: nn.Module, modules: dict[str, str]) -> dict[str, Site]:
     sites: dict[str, Site] = {}
     for owner, key in modules.items():  # module order: a nested visattn module comes after its parent
+        axes = declared_axes(model.get_submodule(owner))
         for sub_path, _ in model.get_submodule(owner).named_modules():
             name = sub_path.rsplit(".", 1)[-1]
             if name in STEP_NAMES:
                 path = _join(owner, sub_path)
-                sites[path] = Site(path, name, owner, key)  # a nested owner overwrites: innermost wins
+                one = axes[0] if axes is not None and len(axes) == 1 else None
+                sites[path] = Site(path, name, owner, key, one)  # a nested owner overwrites: innermost wins
     order = {p: i for i, (p, _) in enumerate(model.named_modules())}
     return dict(sorted(sites.items(), key=lambda kv: order.get(kv[0], -1)))
 

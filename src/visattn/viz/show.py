@@ -15,7 +15,6 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,56 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.loader import BatchLoader, ImageData
-from ..registry import info
+from .draw import SCALES, draw_picture, scale_rule
 from .gradcam import find_last_stage, grad_cam
 from .html import Figure, Section, write_page
-from .maps import Picture, interpret
-from .recorder import Recorder, outermost
-from .render import (
-    CONSTANT_SPREAD,
-    matrix_image,
-    nearly_constant,
-    normalize,
-    overlay,
-    rescale,
-    save_class_heatmap,
-    with_colorbar,
-    write_png,
-)
-
-#: How maps are coloured: one range per layer over the drawn images, or each map to its own range.
-SCALES = ("layer", "image")
+from .maps import interpret
+from .pictures import ModulePicture, ShowError, ShowResult, module_pictures, query_pixel
+from .recorder import Recorder, inside, outermost
+from .render import CONSTANT_SPREAD, normalize, overlay, save_class_heatmap, with_colorbar, write_png
 
 __all__ = ["ShowError", "ShowResult", "ModulePicture", "show_run", "show_model", "load_run", "parse_classes",
            "select_images", "module_pictures"]
-
-
-class ShowError(ValueError):
-    """A user error: a folder that is not a run, an unknown class, a query outside the image..."""
-
-
-@dataclass
-class ShowResult:
-    """What :func:`show_model` wrote: the page, every PNG, and notes on what could not be drawn."""
-
-    page: Path
-    pictures: list[Path] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ModulePicture:
-    """A picture of the weights of the visattn module at ``owner`` (registry ``key``), from ``source``."""
-
-    owner: str  # path of the visattn module in the model
-    key: str  # its registry key
-    source: str  # "attention_map()", "attention_map()[1]", "gate (call 2)"
-    picture: Picture
-    module: nn.Module
-
-    @property
-    def label(self) -> str:
-        return f"{self.source}" + (f", {self.picture.note}" if self.picture.note else "")
 
 
 # -- arguments ----------------------------------------------------------------------------------------------
@@ -110,15 +69,6 @@ def select_images(labels: torch.Tensor, n: int, class_ids: Sequence[int] | None 
     if len(idx) == 0:
         raise ShowError("no test image has the requested class(es)")
     return idx[:n].tolist()
-
-
-def _query(query: tuple[int, int] | None, h: int, w: int) -> tuple[int, int]:
-    if query is None:
-        return h // 2, w // 2
-    y, x = query
-    if not (0 <= y < h and 0 <= x < w):
-        raise ShowError(f"--query {y},{x} is outside the {h}x{w} input image (0 <= y < {h}, 0 <= x < {w})")
-    return y, x
 
 
 # -- loading a run ------------------------------------------------------------------------------------------
@@ -193,7 +143,7 @@ def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int 
         from .show_seg import show_segmentation_run
 
         return show_segmentation_run(Path(run_dir), Path(out) if out else None, images=images, query=query,
-                                     data_dir=data_dir, device=device, log=log)
+                                     data_dir=data_dir, device=device, scale=scale, log=log)
     model, config, test, epoch, result = load_run(run_dir, data_dir=data_dir, device=device)
     class_ids = parse_classes(classes, test.classes)
     indices = select_images(test.labels, images, class_ids)
@@ -215,115 +165,9 @@ def _is_segmentation_run(run: Path) -> bool:
         return False  # load_run reports what is wrong with the folder
 
 
-# -- the pictures of one module -----------------------------------------------------------------------------
-def _inside(path: str, parent: str) -> bool:
-    return parent == "" or path.startswith(parent + ".")
-
-
-def module_pictures(model: nn.Module, owner: str, rec: Recorder, query: tuple[float, float]
-                    ) -> tuple[list[ModulePicture], list[str]]:
-    """Pictures of the visattn module at ``owner`` from what ``rec`` recorded in the last forward pass.
-
-    ``attention_map`` on the module's recorded input first (the complete weights, documented shape); then
-    the recorded ``gate`` / ``attend`` outputs of a kind ``attention_map`` did not give. ``query`` is the
-    fractional query position (see :func:`visattn.viz.maps.query_cell`). Returns the pictures and notes.
-    """
-    key = rec.modules[owner]
-    role = info(key).role
-    module = model.get_submodule(owner)
-    name = f"{key} at {owner or '(model)'}"
-    calls = rec.inputs.get(owner) or []
-    first = calls[0] if calls else ()
-    x = next((a for a in first if isinstance(a, torch.Tensor)), None)
-    in_hw = tuple(x.shape[-2:]) if x is not None and x.dim() == 4 else (1, 1)
-    channels = x.shape[1] if x is not None and x.dim() == 4 else None
-    items: list[ModulePicture] = []
-    notes: list[str] = []
-    if not calls:
-        notes.append(f"{name}: not called in the forward pass")
-    elif callable(getattr(module, "attention_map", None)):
-        try:
-            with torch.no_grad(), rec.paused():  # its gate / attend steps must not add records of this call
-                weights = module.attention_map(*first)
-        except Exception as err:  # a module's own error: report it, draw the rest
-            notes.append(f"{name}: attention_map failed ({type(err).__name__}: {err})")
-        else:
-            parts = weights if isinstance(weights, (tuple, list)) else (weights,)
-            for i, t in enumerate(parts):
-                if t is None:
-                    continue
-                source = "attention_map()" + (f"[{i}]" if len(parts) > 1 else "")
-                pictures, reason = interpret(t, in_hw=in_hw, channels=channels, role=role, query=query)
-                if not pictures:
-                    notes.append(f"{name}: {source}: {reason}")
-                items += [ModulePicture(owner, key, source, p, module) for p in pictures]
-    # The recorded steps: everything when there is no attention_map; otherwise only channel weights that it does
-    # not return (e.g. GC's fusion gate). A step's raw layout (a rotated triplet branch, criss-cross weights
-    # channels-last, one of coord's two strips) is a worse picture than the module's own attention_map.
-    from_map = bool(items)
-    has_channel = any(item.picture.kind == "channel" for item in items)
-    for site in rec.sites.values():
-        if not _inside(site.path, owner):
-            continue
-        recorded = rec.records[site.path]
-        for call, t in enumerate(recorded):
-            pictures, reason = interpret(t, in_hw=in_hw, channels=channels, role=role, query=query)
-            step = site.path[len(owner) + 1:] if owner else site.path
-            source = step + (f" (call {call + 1})" if len(recorded) > 1 else "")
-            if not pictures and not from_map:
-                notes.append(f"{name}: {source}: {reason}")
-            items += [ModulePicture(owner, key, source, p, module) for p in pictures
-                      if not from_map or (p.kind == "channel" and not has_channel)]
-    if calls and not items and not notes:
-        notes.append(f"{name}: no attention_map and no gate/attend step to record")
-    return items, notes
-
-
 # -- drawing ------------------------------------------------------------------------------------------------
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "model"
-
-
-def _warp(module: nn.Module, image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """The image ``(C, H, W)`` uint8 warped by ``theta`` ``(2, 3)`` as the spatial transformer samples."""
-    x = image.float()[None] / 255
-    grid = F.affine_grid(theta[None].float(), list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode=getattr(module, "mode", "bilinear"),
-                        padding_mode=getattr(module, "padding_mode", "zeros"), align_corners=False)
-    return out[0].clamp(0, 1)
-
-
-def _colour_range(maps: torch.Tensor, b: int, scale: str) -> tuple[float, float]:
-    """The values the colour map spans: the layer's range over all drawn images, or image ``b``'s own."""
-    m = maps if scale == "layer" else maps[b]
-    return float(m.min()), float(m.max())
-
-
-def _describe(m: torch.Tensor, lo: float, hi: float, scale: str) -> str:
-    text = f"range {float(m.min()):.3g} to {float(m.max()):.3g}"
-    if scale == "layer":
-        text += f"; colours span {lo:.3g} to {hi:.3g}, shared by this layer's maps of all drawn images"
-    if nearly_constant(m):
-        text += (f"; NEARLY CONSTANT (range under {CONSTANT_SPREAD:.0%} of its mean): this map weighs every "
-                 "position almost alike")
-    return text
-
-
-def _draw(item: ModulePicture, b: int, image: torch.Tensor, marker: tuple[int, int],
-          scale: str = "layer") -> tuple[torch.Tensor, str]:
-    p = item.picture
-    if p.kind == "transform":
-        theta = p.data[b]
-        rows = "; ".join(", ".join(f"{v:.3g}" for v in row) for row in theta.tolist())
-        return overlay(_warp(item.module, image, theta)), f"the input warped by theta = [{rows}]"
-    lo, hi = _colour_range(p.data, b, scale)
-    m = p.data[b]
-    if p.kind == "matrix":
-        picture = with_colorbar(matrix_image(rescale(m, lo, hi)), lo, hi)
-        return picture, f"{tuple(m.shape)}, {_describe(m, lo, hi, scale)}"
-    text = f"{p.kind} weights on a {m.shape[0]}x{m.shape[1]} grid, {_describe(m, lo, hi, scale)}"
-    picture = overlay(image, rescale(m, lo, hi), marker=marker if p.kind == "context" else None)
-    return with_colorbar(picture, lo, hi), text
 
 
 def _normalized(data: ImageData, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -342,7 +186,7 @@ def _channel_means(model: nn.Module, data: ImageData, channel_items: list[Module
     owners = sorted({it.owner for it in channel_items})
     wanted = {(it.owner, it.label) for it in channel_items}
     # Only the steps that gave channel weights: an attention matrix recorded over the whole test set would not fit.
-    sites = [s.path for s in rec_first.sites.values() if any(_inside(s.path, o) for o in owners)
+    sites = [s.path for s in rec_first.sites.values() if any(inside(s.path, o) for o in owners)
              and rec_first.records[s.path] and all(_is_channel(t) for t in rec_first.records[s.path])]
     k = len(data.classes)
     sums: dict[tuple[str, str], torch.Tensor] = {}
@@ -404,7 +248,7 @@ def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: S
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     h, w = data.images.shape[-2:]
-    qy, qx = _query(query, h, w)
+    qy, qx = query_pixel(query, h, w)
     frac = ((qy + 0.5) / h, (qx + 0.5) / w)
     x, labels = _normalized(data, indices)
     x = x.to(device)
@@ -456,7 +300,7 @@ def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: S
                                f"Grad-CAM at {layer}", f"predicted class {pred}; {m.shape[0]}x{m.shape[1]} grid, "
                                f"range {lo:.3g} to {hi:.3g} (its own); {about}"))
         for j, it in enumerate(per_image):
-            rgb, text = _draw(it, b, images[b], (qy, qx), scale)
+            rgb, text = draw_picture(it, b, images[b], (qy, qx), scale)
             if "NEARLY CONSTANT" in text:
                 flat.append(f"{it.key} {it.picture.kind} map at {it.owner or '(model)'} ({it.label}), image {b + 1}")
             name = save(f"img{b:02d}-{j:02d}-{_slug(it.owner)}.png", rgb)
@@ -490,12 +334,9 @@ def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: S
     query_note = (f"Context modules: attention of the query pixel (y, x) = ({qy}, {qx}) of the {h}x{w} input "
                   "(red square), mapped to each module's grid." if any(it.picture.kind == "context"
                                                                        for it in items) else "")
-    how = ("The maps of one layer share one colour range over the drawn images (the colour bar under each "
-           "picture gives it), so a nearly flat map looks flat" if scale == "layer" else
-           "Each map is scaled to its own minimum and maximum (the colour bar under each picture gives them), so "
-           "even a nearly flat map uses every colour: read the range")
     page_intro = list(intro) + [
-        how + "; coloured with viridis (dark: low, yellow: high), upsampled bilinearly and laid over the input. "
+        scale_rule(scale) + "; coloured with viridis (dark: low, yellow: high), upsampled bilinearly and laid "
+        "over the input. "
         "Grad-CAM (Selvaraju et al., ICCV 2017) shows where the predicted class's score depends on the last "
         "convolutional stage: compare it with what the attention modules weigh."]
     if flat:

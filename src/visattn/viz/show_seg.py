@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
+from .draw import SCALES, draw_picture, scale_rule
 from .html import Figure, Section, write_page
+from .pictures import ShowError, ShowResult, module_pictures, query_pixel
 from .recorder import Recorder, outermost
 from .render import display_scale, overlay, write_png
-from .show import ShowError, ShowResult, _draw, _query, module_pictures
 
 __all__ = ["show_segmentation_run", "colorize_labels"]
 
@@ -60,9 +61,15 @@ def _samples(val, indices: list[int]):
 
 
 def show_segmentation_run(run: Path, out: Path | None, *, images: int = 4, query: tuple[int, int] | None = None,
-                          data_dir: str | None = None, device: str = "cpu",
+                          data_dir: str | None = None, device: str = "cpu", scale: str = "layer",
                           log: Callable[[str], None] = print) -> ShowResult:
-    """Draw a trained segmentation run's predictions and head attention into ``out`` (default ``run/show``)."""
+    """Draw a trained segmentation run's predictions and head attention into ``out`` (default ``run/show``).
+
+    ``scale`` is the colour rule of :func:`visattn.viz.draw.scale_rule`: ``"layer"`` (one range per map source
+    over the drawn images) or ``"image"`` (each map its own range); the page's introduction states it.
+    """
+    if scale not in SCALES:
+        raise ShowError(f"scale must be one of {SCALES}, got {scale!r}")
     from ..data.seg_folders import voc_colormap
     from ..train.checkpoint import load_latest
     from ..train.config import TrainConfig
@@ -94,10 +101,10 @@ def show_segmentation_run(run: Path, out: Path | None, *, images: int = 4, query
     out.mkdir(parents=True, exist_ok=True)
     result = ShowResult(page=out / "index.html")
     classes = list(val.classes)
-    sections = []
-    for b, (image, mask, x) in enumerate(_samples(val, list(range(min(images, len(val)))))):
+    drawn = []  # per image: (image, mask, query pixel, prediction, pictures); drawn once every range is known
+    for image, mask, x in _samples(val, list(range(min(images, len(val))))):
         h, w = mask.shape
-        qy, qx = _query(query, h, w)
+        qy, qx = query_pixel(query, h, w)
         frac = ((qy + 0.5) / h, (qx + 0.5) / w)
         with Recorder(model, inputs=True) as rec, torch.no_grad():
             logits = model(x.to(dev))["out"][0].cpu()
@@ -105,14 +112,21 @@ def show_segmentation_run(run: Path, out: Path | None, *, images: int = 4, query
             for owner in outermost(rec.modules):
                 found, notes = module_pictures(model, owner, rec, frac)
                 items += [it for it in found if it.picture.kind != "channel"]
-                if b == 0:
+                if not drawn:
                     result.notes += notes
-        pred = logits.argmax(0)
+        drawn.append((image, mask, (qy, qx), logits.argmax(0), items))
+    layers: dict[tuple[str, str], list[torch.Tensor]] = {}  # one colour range per map source over the images
+    for *_, items in drawn:
+        for it in items:
+            layers.setdefault((it.owner, it.source), []).append(it.picture.data.flatten())
 
-        def save(name: str, rgb: torch.Tensor) -> str:
-            result.pictures.append(write_png(out / name, rgb))
-            return name
+    def save(name: str, rgb: torch.Tensor) -> str:
+        result.pictures.append(write_png(out / name, rgb))
+        return name
 
+    sections = []
+    for b, (image, mask, (qy, qx), pred, items) in enumerate(drawn):
+        h, w = mask.shape
         about = f"validation image #{b}, {w}x{h}"
         figs = [Figure(save(f"img{b:02d}-input.png", overlay(image, marker=(qy, qx) if items else None)), "input",
                        about + (f"; query pixel (y, x) = ({qy}, {qx}) in red" if items else "")),
@@ -120,7 +134,8 @@ def show_segmentation_run(run: Path, out: Path | None, *, images: int = 4, query
                 Figure(save(f"img{b:02d}-prediction.png", colorize_labels(pred)), "prediction",
                        _image_iou(pred, mask, classes))]
         for j, it in enumerate(items):
-            rgb, text = _draw(it, 0, image, (qy, qx))
+            layer = torch.cat(layers[(it.owner, it.source)])
+            rgb, text = draw_picture(it, 0, image, (qy, qx), scale, layer=layer)
             figs.append(Figure(save(f"img{b:02d}-{j:02d}-{it.owner.replace('.', '_')}.png", rgb),
                                f"{it.key} at {it.owner}", f"{it.label}; {text}"))
         sections.append(Section(f"Image {b + 1}", figures=figs, level=3))
@@ -132,8 +147,9 @@ def show_segmentation_run(run: Path, out: Path | None, *, images: int = 4, query
     miou = json.loads(res.read_text())["miou"] if res.is_file() else None
     intro = [f"Run {run.name}: {what} on {config.dataset}"
              + (f", {miou:.2f}% mIoU on its validation images" if miou is not None else "") + ".",
-             "Label colours are Pascal VOC's colour map; attention maps are scaled to their own range (viridis) "
-             "and laid over the input."]
+             "Label colours are Pascal VOC's colour map. Attention maps: " + scale_rule(scale)
+             + "; coloured with viridis and laid over the input, except channel-by-channel matrices (DANet's CAM), "
+             "drawn as matrices (rows: output channels, columns: the channels they gather)."]
     page_sections = [Section("Images", text=f"{len(sections)} validation images.")] + sections
     page_sections.append(Section("Class colours", items=colours))
     if result.notes:
