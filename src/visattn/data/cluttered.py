@@ -295,6 +295,10 @@ class ClutteredImages:
                           self.split)[0]
         return render(self.source, self.indices[torch.as_tensor(key, dtype=torch.int64)], self.spec, self.split)
 
+    def select(self, index: torch.Tensor) -> ClutteredImages:
+        """A lazy view of the images at ``index`` (int64 indices into this view; nothing is rendered)."""
+        return ClutteredImages(self.source, self.spec, self.split, self.indices[index])
+
     def materialize(self, chunk: int = 4096) -> torch.Tensor:
         """All images as one uint8 tensor (rendered in chunks)."""
         if not len(self):

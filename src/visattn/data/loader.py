@@ -18,6 +18,7 @@ from .cluttered import ClutteredImages, ClutterSpec
 from .fashion_mnist import CLASSES as FASHION_CLASSES
 from .fashion_mnist import load_fashion_mnist
 from .image_folder import decode_image, scan_image_folder
+from .subset import stratified_subset
 
 __all__ = ["ImageData", "BatchLoader", "load_dataset", "data_shape", "DATASETS", "augment_batch", "make_loader",
            "shard", "check_data_dir", "DEFAULT_MEMORY_BUDGET_MB"]
@@ -47,11 +48,19 @@ class ImageData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, limit: int | None) -> ImageData:
-        """The first ``limit`` samples (all when ``limit`` is None)."""
+    def subset(self, limit: int | None, seed: int | None = 0) -> ImageData:
+        """A class-stratified random ``limit`` of the samples, drawn from ``seed`` (all when ``limit`` is None).
+
+        ``seed=None`` takes the first ``limit`` samples instead: what runs recorded before subsets were
+        stratified computed (their config has no ``subset_seed``).
+        """
         if limit is None or limit >= len(self):
             return self
-        return ImageData(self.images[:limit], self.labels[:limit], self.classes, self.mean, self.std)
+        if seed is None:
+            return ImageData(self.images[:limit], self.labels[:limit], self.classes, self.mean, self.std)
+        index = stratified_subset(self.labels, limit, seed)
+        images = self.images.select(index) if isinstance(self.images, ClutteredImages) else self.images[index]
+        return ImageData(images, self.labels[index], self.classes, self.mean, self.std)
 
     @property
     def in_chans(self) -> int:
@@ -106,7 +115,7 @@ def _image_folder(root: Path, image_size: int, memory_budget_mb: int):
 def load_dataset(name: str, data_dir: str | Path | None = None, *, train_limit: int | None = None,
                  val_limit: int | None = None, image_size: int = 32,
                  memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
-                 dataset_kwargs: dict | None = None) -> tuple[ImageData, ImageData]:
+                 dataset_kwargs: dict | None = None, subset_seed: int | None = 0) -> tuple[ImageData, ImageData]:
     """Train and validation (test split) data for ``name`` in :data:`DATASETS`.
 
     Normalisation statistics come from the training split (before ``train_limit``). ``data_dir`` is used
@@ -115,18 +124,22 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, train_limit: 
     :class:`~visattn.data.streaming.StreamedImageData` (files on disk; :func:`make_loader` streams it).
     ``dataset_kwargs`` are the options of a generated data set (``cluttered-fashion-mnist``: see
     :class:`~visattn.data.cluttered.ClutterSpec`); other data sets take none.
+
+    ``train_limit`` / ``val_limit`` keep a class-stratified random subset drawn from ``subset_seed``
+    (:func:`~visattn.data.subset.stratified_subset`): every class in its share, whatever order the files
+    are in. ``subset_seed=None`` takes the first samples, as runs recorded before did.
     """
     if dataset_kwargs and name != "cluttered-fashion-mnist":
         raise ValueError(f"{name} takes no data set options, got {sorted(dataset_kwargs)}")
     if data_dir is not None:
         check_data_dir(data_dir)
     if name == "cluttered-fashion-mnist":
-        return _load_cluttered(data_dir, train_limit, val_limit, dataset_kwargs)
+        return _load_cluttered(data_dir, train_limit, val_limit, dataset_kwargs, subset_seed)
     if name == "image-folder":
         if data_dir is None:
             raise ValueError("image-folder needs --data-dir with train/ and val/ (or test/) class folders")
         train, val = _image_folder(Path(data_dir), image_size, memory_budget_mb)
-        return train.subset(train_limit), val.subset(val_limit)
+        return train.subset(train_limit, subset_seed), val.subset(val_limit, subset_seed)
     if name == "fashion-mnist":
         tr_x, tr_y = load_fashion_mnist("train", data_dir)
         te_x, te_y = load_fashion_mnist("test", data_dir)
@@ -139,20 +152,20 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, train_limit: 
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     mean, std = _stats(tr_x)
-    train = ImageData(tr_x, tr_y, classes, mean, std).subset(train_limit)
-    val = ImageData(te_x, te_y, classes, mean, std).subset(val_limit)
+    train = ImageData(tr_x, tr_y, classes, mean, std).subset(train_limit, subset_seed)
+    val = ImageData(te_x, te_y, classes, mean, std).subset(val_limit, subset_seed)
     return train, val
 
 
-def _load_cluttered(data_dir, train_limit, val_limit, options) -> tuple[ImageData, ImageData]:
+def _load_cluttered(data_dir, train_limit, val_limit, options, subset_seed) -> tuple[ImageData, ImageData]:
     spec = ClutterSpec.from_options(options)
     tr_src, tr_y = load_fashion_mnist("train", data_dir)
     te_src, te_y = load_fashion_mnist("test", data_dir)
     tr_x, te_x = ClutteredImages(tr_src, spec, "train"), ClutteredImages(te_src, spec, "test")
     mean, std = _stats(tr_x[torch.arange(min(len(tr_x), _STATS_SAMPLE))])
     classes = list(FASHION_CLASSES)
-    return (ImageData(tr_x, tr_y, classes, mean, std).subset(train_limit),
-            ImageData(te_x, te_y, classes, mean, std).subset(val_limit))
+    return (ImageData(tr_x, tr_y, classes, mean, std).subset(train_limit, subset_seed),
+            ImageData(te_x, te_y, classes, mean, std).subset(val_limit, subset_seed))
 
 
 def data_shape(name: str, image_size: int = 32, dataset_kwargs: dict | None = None) -> tuple[int, int, int]:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .seg_folders import IGNORE_INDEX, SegDataError, SegFolder, read_generic, read_voc
+from .subset import random_subset
 
 __all__ = ["SEG_DATASETS", "SegData", "SegBatchLoader", "FolderLoader", "SegMeta", "joint_augment",
            "load_segmentation", "segmentation_meta", "IGNORE_INDEX", "SegDataError"]
@@ -238,12 +239,16 @@ def segmentation_meta(name: str, data_dir: str | Path | None = None, *, scene_si
 
 
 def load_segmentation(name: str, data_dir: str | Path | None = None, *, train_limit: int | None = None,
-                      val_limit: int | None = None, scene_size: int = 64, scene_seed: int = 0
-                      ) -> tuple[SegData | SegFolder, SegData | SegFolder]:
+                      val_limit: int | None = None, scene_size: int = 64, scene_seed: int = 0,
+                      subset_seed: int | None = 0) -> tuple[SegData | SegFolder, SegData | SegFolder]:
     """Training and validation data of ``name`` (:data:`SEG_DATASETS`).
 
     Scenes are made in memory (``train_limit`` training scenes, default 6,000; ``val_limit`` test scenes,
-    default 1,000). Folders are opened, checked as far as headers allow, and read on demand.
+    default 1,000): each scene is a random function of its index and ``scene_seed``, so the first N are
+    already a random sample. Folders are opened, checked as far as headers allow, and read on demand; a
+    limit keeps a random subset drawn from ``subset_seed`` (:func:`~visattn.data.subset.random_subset`; a
+    segmentation sample has a mask, not one label, so it is not stratified by class), or the first files
+    with ``subset_seed=None``, as runs recorded before did.
     """
     if name == "fashion-scenes":
         train = _scene_data("train", train_limit or 6000, scene_size, data_dir, scene_seed)
@@ -255,10 +260,11 @@ def load_segmentation(name: str, data_dir: str | Path | None = None, *, train_li
         raise ValueError(f"{name} needs --data-dir")
     reader = read_voc if name == "voc" else read_generic
     train, val = reader(data_dir, "train"), reader(data_dir, "val")
-    if train_limit:
-        train.pairs = train.pairs[:train_limit]
-    if val_limit:
-        val.pairs = val.pairs[:val_limit]
+    for folder, limit in ((train, train_limit), (val, val_limit)):
+        if limit:
+            n = len(folder.pairs)
+            keep = range(min(limit, n)) if subset_seed is None else random_subset(n, limit, subset_seed).tolist()
+            folder.pairs = [folder.pairs[i] for i in keep]
     return train, val
 
 

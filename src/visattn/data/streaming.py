@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .image_folder import decode_image
 from .loader import BatchLoader, augment_batch
+from .subset import stratified_subset
 
 __all__ = ["StreamedImageData", "StreamingLoader", "folder_statistics", "default_workers"]
 
@@ -47,16 +48,20 @@ class StreamedImageData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, limit: int | None) -> StreamedImageData:
-        """The first ``limit`` samples (all when ``limit`` is None)."""
+    def subset(self, limit: int | None, seed: int | None = 0) -> StreamedImageData:
+        """A class-stratified random ``limit`` of the samples (all when ``limit`` is None, the first if ``seed=None``).
+
+        The same samples as :meth:`ImageData.subset <visattn.data.loader.ImageData.subset>` picks.
+        """
         if limit is None or limit >= len(self):
             return self
-        return self.select(slice(0, limit))
+        return self.select(slice(0, limit) if seed is None else stratified_subset(self.labels, limit, seed))
 
-    def select(self, index: slice) -> StreamedImageData:
-        """The samples ``index`` picks (a slice, e.g. ``slice(rank, None, world_size)``)."""
-        return StreamedImageData(self.paths[index], self.labels[index], self.classes, self.mean, self.std,
-                                 self.size, self.channels)
+    def select(self, index: slice | torch.Tensor) -> StreamedImageData:
+        """The samples ``index`` picks (a slice, e.g. ``slice(rank, None, world_size)``, or int64 indices)."""
+        paths = self.paths[index] if isinstance(index, slice) else [self.paths[i] for i in index.tolist()]
+        return StreamedImageData(paths, self.labels[index], self.classes, self.mean, self.std, self.size,
+                                 self.channels)
 
     @property
     def in_chans(self) -> int:
