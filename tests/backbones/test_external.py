@@ -94,3 +94,16 @@ def test_preprocessing_from_timm_and_torchvision_meta():
     tv_cfg = preprocessing_for("tv:resnet18")
     assert tv_cfg["input_size"] == [224, 224] and tv_cfg["std"] == [0.229, 0.224, 0.225]
     assert preprocessing_for("resnet20") is None
+
+
+def test_input_size_the_network_cannot_take_is_one_line():
+    from visattn.backbones.external import check_input_size
+
+    vit, _ = create_classifier("timm:vit_tiny_patch16_224", num_classes=3)
+    check_input_size(vit, 3, 224)
+    with pytest.raises(ValueError, match=r"input size 64x64 does not fit timm:vit_tiny_patch16_224: ") as err:
+        check_input_size(vit, 3, 64, name="timm:vit_tiny_patch16_224")
+    assert "\n" not in str(err.value)
+    psa, _ = create_classifier("resnet20", num_classes=3, attention="psa", input_size=32)
+    with pytest.raises(ValueError, match="input size 16x16 does not fit CifarResNet"):
+        check_input_size(psa, 3, 16)

@@ -36,7 +36,7 @@ from .resnet import create as create_backbone
 from .resnet import list_backbones, stn_kwargs_for
 
 __all__ = ["create_classifier", "classifier_from_spec", "split_backbone_name", "preprocessing_for",
-           "SPEC_FIELDS", "PREFIXES"]
+           "check_input_size", "SPEC_FIELDS", "PREFIXES"]
 
 #: backbone name prefixes and the library that builds them.
 PREFIXES = {"timm": "timm", "tv": "torchvision"}
@@ -273,3 +273,42 @@ def preprocessing_for(backbone: str) -> dict[str, Any] | None:
         return {"input_size": [crop, crop], "mean": list(t.mean), "std": list(t.std), "crop_pct": crop / resize,
                 "interpolation": t.interpolation.value}
     return None
+
+
+def check_input_size(model: nn.Module, in_chans: int, size: int | tuple[int, int], *, name: str = "") -> None:
+    """Refuse an input size the network cannot take, before any training: one forward pass of a blank image.
+
+    A network with a fixed input size (a timm ViT built for 224), a size-bound attention module built for
+    another feature size (PSA, RGA), or an input too small for the network's down-sampling raise here, with
+    the network's own reason, instead of deep inside the first training step.
+
+    Args:
+        model: the network (left in the train / eval mode it was in; no gradients are kept).
+        in_chans: input channels.
+        size: input side, or ``(H, W)``.
+        name: what to call the network in the message (default its class name).
+
+    Raises:
+        ValueError: one line: the size, the network and the reason.
+
+    Example:
+        >>> from visattn.backbones import create
+        >>> check_input_size(create("resnet20"), 3, 8)
+    """
+    import torch
+
+    h, w = _pair(size)
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, in_chans, h, w, device=param.device if param is not None else "cpu",
+                    dtype=param.dtype if param is not None and param.is_floating_point() else torch.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    except (RuntimeError, ValueError, AssertionError, TypeError) as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        reason = lines[0][:200] if lines else type(err).__name__
+        raise ValueError(f"input size {h}x{w} does not fit {name or type(model).__name__}: {reason}") from None
+    finally:
+        model.train(was_training)
