@@ -4,20 +4,21 @@
 
 Each argument is ``LABEL=FOLDER`` of one budget (the same recipe otherwise). For every variant in the folders:
 the plain network's score and each variant's per-seed difference to it (mean ± std over the seeds both have,
-as ``visattn compare`` reports it), per budget. Between consecutive budgets: Spearman's rank correlation of the
-mean differences over the variants both budgets ran, and how many variants keep the sign of their difference
-or stay within one standard deviation of zero at both. Writes markdown (and the same as JSON next to it).
+as ``visattn compare`` reports it) with the verdict of ``visattn.stats`` (a two-sided paired t-test at 5%:
+ahead / behind / level; none below three seeds), per budget. Between consecutive budgets: Spearman's rank
+correlation of the mean differences over the variants both budgets ran, and how many of the variants with a
+verdict at both keep it. Writes markdown (and the same as JSON next to it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 from pathlib import Path
 
-from visattn.train.compare import paired_delta
+from visattn.stats import ALPHA, MIN_SEEDS, format_p
+from visattn.train.compare import paired_delta, paired_test
 
 
 def _board(folder: Path) -> tuple[str, dict, dict[str, dict]]:
@@ -49,9 +50,15 @@ def spearman(a: list[float], b: list[float]) -> float:
     return statistics.correlation(_ranks(a), _ranks(b))
 
 
-def _verdict(mean: float, std: float) -> int:
-    """+1 ahead, -1 behind, 0 within one standard deviation of zero."""
-    return 0 if math.isnan(std) or abs(mean) <= std else (1 if mean > 0 else -1)
+def _judged(delta: dict) -> bool:
+    return delta["verdict"] in ("ahead", "behind", "level")
+
+
+def _cell(d: dict) -> str:
+    if d["seeds"] < 2:
+        return f"{d['mean']:+.2f}"
+    text = f"{d['mean']:+.2f} ± {d['std']:.2f}"
+    return text + (f" ({d['verdict']}, {format_p(d['p'])})" if _judged(d) else f" ({d['seeds']} seeds)")
 
 
 def sweep(budgets: list[tuple[str, Path]]) -> dict:
@@ -63,7 +70,9 @@ def sweep(budgets: list[tuple[str, Path]]) -> dict:
             if row is plain:
                 continue
             mean, std, n = paired_delta(row, plain, metric)
-            deltas[name] = {"mean": mean, "std": std, "seeds": n}
+            test = paired_test(row, plain, metric)
+            deltas[name] = {"mean": mean, "std": std, "seeds": n, "t": test.t if test else float("nan"),
+                            "p": test.p if test else float("nan"), "verdict": test.verdict if test else "no seeds"}
         columns.append({"budget": label, "folder": str(folder), "metric": metric,
                         "plain": {"label": plain["label"], "mean": plain[f"{metric}_mean"],
                                   "std": plain[f"{metric}_std"], "seeds": plain["seeds"]},
@@ -73,10 +82,10 @@ def sweep(budgets: list[tuple[str, Path]]) -> dict:
         common = sorted(set(before["deltas"]) & set(after["deltas"]))
         a = [before["deltas"][k] for k in common]
         b = [after["deltas"][k] for k in common]
+        judged = [(x, y) for x, y in zip(a, b, strict=True) if _judged(x) and _judged(y)]
         steps.append({"from": before["budget"], "to": after["budget"], "variants": len(common),
                       "spearman": spearman([d["mean"] for d in a], [d["mean"] for d in b]),
-                      "same_verdict": sum(_verdict(x["mean"], x["std"]) == _verdict(y["mean"], y["std"])
-                                          for x, y in zip(a, b, strict=True))})
+                      "judged": len(judged), "same_verdict": sum(x["verdict"] == y["verdict"] for x, y in judged)})
     return {"budgets": columns, "steps": steps}
 
 
@@ -97,14 +106,14 @@ def to_markdown(result: dict) -> str:
         cells = []
         for c in cols:
             d = c["deltas"].get(name)
-            cells.append("" if d is None else f"{d['mean']:+.2f} ± {d['std']:.2f}" if d["seeds"] > 1
-                         else f"{d['mean']:+.2f}")
+            cells.append("" if d is None else _cell(d))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Δ: per-seed difference to the plain network, mean ± std over the seeds; between budgets:", ""]
+    lines += ["", f"Δ: per-seed difference to the plain network, mean ± std over the seeds; in brackets the verdict "
+              f"of a two-sided paired t-test of the per-seed Δ at the {ALPHA:.0%} level (ahead / behind when "
+              f"p < {ALPHA:g}, level otherwise; none below {MIN_SEEDS} seeds). Between budgets:", ""]
     for s in result["steps"]:
         lines.append(f"- {s['from']} -> {s['to']}: {s['variants']} variants in both, Spearman rho of the mean Δ "
-                     f"{s['spearman']:.2f}; {s['same_verdict']} of {s['variants']} keep their verdict "
-                     "(ahead / level within one std / behind)")
+                     f"{s['spearman']:.2f}; {s['same_verdict']} of the {s['judged']} with a verdict at both keep it")
     return "\n".join(lines) + "\n"
 
 

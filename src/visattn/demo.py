@@ -5,8 +5,8 @@
 2. On cluttered Fashion-MNIST (the item somewhere on a 60x60 canvas among clutter, as the RAM and STN
    papers' cluttered MNIST), the small plain CNN is trained alone, with a spatial transformer in front
    (the STN paper's ST-CNN) and with spatial / channel+spatial modules, two seeds each; the leaderboard
-   gives every network's difference to the plain one with its seed spread, and says which differences
-   are beyond that spread (`visattn compare` with a small budget; finished runs are reused).
+   gives every network's difference to the plain one with its seed spread, and a verdict from a paired
+   t-test only from three seeds on (`visattn compare` with a small budget; finished runs are reused).
 """
 
 from __future__ import annotations
@@ -132,12 +132,12 @@ def demo_variant(token: str):
 
 
 def verdict(rows: list[dict]) -> list[str]:
-    """One line per network: ahead of / behind the plain one beyond the seed spread, or within it.
+    """One line per network: its per-seed difference to the plain one and the verdict of :mod:`visattn.stats`.
 
-    A difference counts as beyond the spread when its mean over seeds is more than twice the standard
-    deviation of the per-seed differences (with two seeds, a rough screen, not a significance test).
+    The verdict is a two-sided paired t-test of the per-seed differences at the 5% level (ahead, behind or
+    level, with t and p); below three seeds there is none ("too few seeds for a verdict").
     """
-    from .train.compare import paired_delta
+    from .train.compare import paired_test
 
     plain = next((r for r in rows if r.get("plain")), None)
     if plain is None:
@@ -146,12 +146,6 @@ def verdict(rows: list[dict]) -> list[str]:
     for r in rows:
         if r is plain:
             continue
-        mean, std, n = paired_delta(r, plain)
-        if n < 2 or std != std:  # one seed: no spread to compare with
-            lines.append(f"  {r['label']}: {mean:+.2f} points (one seed: no spread to judge it by)")
-        elif abs(mean) > 2 * std:
-            lines.append(f"  {r['label']}: {mean:+.2f} ± {std:.2f} points, {'ahead' if mean > 0 else 'behind'} "
-                         "beyond the seed spread")
-        else:
-            lines.append(f"  {r['label']}: {mean:+.2f} ± {std:.2f} points, within the seed spread")
+        test = paired_test(r, plain)
+        lines.append(f"  {r['label']}: " + (test.describe() if test else "no seed in common with the plain network"))
     return lines

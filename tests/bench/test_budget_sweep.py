@@ -52,7 +52,23 @@ def test_paired_differences_and_verdicts_per_budget(budget_sweep, tmp_path):
     (step,) = result["steps"]
     # means: 10k (a -9.67, b +0.33, c +3) -> 30k (a 0, b -1, c +3): ranks (0, 1, 2) -> (1, 0, 2)
     assert step["variants"] == 3 and step["spearman"] == pytest.approx(0.5)
-    assert step["same_verdict"] == 1  # only c stays ahead
+    assert step["judged"] == 3 and step["same_verdict"] == 1  # only c stays ahead
+    verdicts = {k: (d["verdict"], d["seeds"]) for k, d in result["budgets"][1]["deltas"].items()}
+    assert verdicts == {"a": ("level", 3), "b": ("behind", 3), "c": ("ahead", 3)}
     md = budget_sweep.to_markdown(result)
+    assert "| a | -9.67 ± 0.58 (behind, p = 0.001) | +0.00 ± 1.00 (level, p = 1.000) |" in md
+    assert "paired t-test" in md and "1 of the 3 with a verdict at both keep it" in md
     assert "| plain (accuracy %) | 71.00 ± 0.00 | 81.00 ± 0.00 |" in md
     assert md.index("| c |") < md.index("| b |") < md.index("| a |")
+
+
+def test_two_seeds_give_no_verdict_and_are_not_counted(budget_sweep, tmp_path):
+    # within one std of zero used to count as a verdict even from two seeds
+    small = _board(tmp_path / "small", {"none": {"0": 70.0, "1": 72.0}, "a": {"0": 75.0, "1": 76.0}})
+    large = _board(tmp_path / "large", {"none": {"0": 80.0, "1": 81.0}, "a": {"0": 85.0, "1": 86.5}})
+    result = budget_sweep.sweep([("10k", small), ("30k", large)])
+    assert result["budgets"][0]["deltas"]["a"]["verdict"] == "too few seeds"
+    (step,) = result["steps"]
+    assert step["judged"] == 0 and step["same_verdict"] == 0
+    md = budget_sweep.to_markdown(result)
+    assert "| a | +4.50 ± 0.71 (2 seeds) | +5.25 ± 0.35 (2 seeds) |" in md and "ahead" not in md.split("Δ:")[0]

@@ -23,14 +23,23 @@ def test_demo_runs_every_module_then_the_cluttered_comparison(tiny_fmnist, tmp_p
     assert demo_variant("cbam:gate_init=0.9").attention_kwargs == (("gate_init", 0.9),)
 
 
-def test_verdict_separates_differences_beyond_the_seed_spread():
-    def row(label, accs, plain=False):
-        return {"label": label, "plain": plain, "accuracy_mean": sum(accs) / len(accs),
-                "accuracy_per_seed": {str(i): a for i, a in enumerate(accs)}}
+def _row(label, accs, plain=False):
+    return {"label": label, "plain": plain, "accuracy_mean": sum(accs) / len(accs),
+            "accuracy_per_seed": {str(i): a for i, a in enumerate(accs)}}
 
-    lines = verdict([row("none", [50, 52], plain=True), row("stn", [60, 61]), row("cbam", [49, 54])])
-    assert "stn: +9.50 ± 0.71 points, ahead beyond the seed spread" in lines[1]
-    assert "cbam: +0.50 ± 2.12 points, within the seed spread" in lines[2]
+
+def test_verdict_is_a_paired_t_test_from_three_seeds():
+    lines = verdict([_row("none", [50, 52, 51], plain=True), _row("stn", [60, 61, 60.5]), _row("cbam", [49, 54, 51])])
+    assert lines[1] == ("  stn: +9.50 ± 0.50 points over 3 seeds, t = 32.91, p < 0.001 (paired t-test, two-sided): "
+                        "ahead at the 5% level")
+    assert lines[2] == ("  cbam: +0.33 ± 1.53 points over 3 seeds, t = 0.38, p = 0.742 (paired t-test, two-sided): "
+                        "level at the 5% level")
+
+
+def test_no_verdict_from_two_seeds():
+    # issue 19.10: "stn: +0.55 ± 0.14 points, ahead beyond the seed spread" from two seeds overstated them
+    lines = verdict([_row("none", [50.0, 52.0], plain=True), _row("stn", [50.45, 52.65])])
+    assert lines[1] == "  stn: +0.55 ± 0.14 points over 2 seeds: too few seeds for a verdict (3 needed)"
 
 
 def test_demo_without_data_says_how_to_get_it(tmp_path, capsys, monkeypatch):

@@ -94,3 +94,19 @@ def test_compare_plots_carry_the_recipe_and_what_the_error_bars_are(tmp_path, mo
     assert path.endswith("accuracy_vs_params.png") and "cluttered-fashion-mnist (canvas=48)" in title
     assert "2 seed(s)" in title and "error bars: ± 1 std over 2 seeds" in title
     assert plot_ablation is not None and not (tmp_path / "ablation.png").exists()
+
+
+def test_leaderboard_verdict_is_the_paired_t_test_and_needs_three_seeds():
+    base = TrainConfig(dataset="cluttered-fashion-mnist")
+    variants = [Variant("none"), Variant("stn", transform="stn"), Variant("cbam", "cbam")]
+    three = {"none": [_result(50.0, 0), _result(52.0, 1), _result(51.0, 2)],
+             "stn": [_result(60.0, 0), _result(61.0, 1), _result(60.5, 2)],  # +9.5 ± 0.5: ahead
+             "cbam": [_result(49.0, 0), _result(54.0, 1), _result(51.0, 2)]}  # +0.33 ± 1.53: level
+    md = leaderboard_markdown(base, leaderboard_rows(base, variants, three, latency=False))
+    assert "| verdict (paired t-test, 5%) |" in md and "no verdict below 3 seeds" in md
+    assert "| +9.50 ± 0.50 | ahead (p < 0.001) |" in md and "| +0.33 ± 1.53 | level (p = 0.742) |" in md
+    header, rule = (line for line in md.splitlines() if line.startswith("| module") or line.startswith("|---"))
+    assert header.count("|") == rule.count("|")
+    two = {k: v[:2] for k, v in three.items()}
+    md = leaderboard_markdown(base, leaderboard_rows(base, variants, two, latency=False))
+    assert "| +9.50 ± 0.71 | - (2 seeds) |" in md and "ahead" not in md.split("Latency")[1]

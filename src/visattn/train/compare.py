@@ -21,12 +21,13 @@ import torch
 
 from ..data.loader import data_shape
 from ..registry import info
+from ..stats import ALPHA, MIN_SEEDS, PairedTest, paired_differences, paired_t_test
 from .checkpoint import atomic_write_text
 from .config import TrainConfig
 from .trainer import build_model, train
 
 __all__ = ["Variant", "compare", "ablation_variants", "leaderboard_rows", "model_latency", "latency_stats",
-           "paired_delta", "describe_recipe", "ABLATIONS"]
+           "paired_delta", "paired_test", "describe_recipe", "ABLATIONS"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ class Variant:
                        attention_kwargs=dict(self.attention_kwargs), seed=seed,
                        transform=self.transform or base.transform, **head)
 
+
+#: How a leaderboard's verdict column is decided, in words (the README and docs quote it).
+VERDICT_RULE = (f"a two-sided paired t-test of the per-seed Δ against zero at the {ALPHA:.0%} level: ahead or behind "
+                f"when p < {ALPHA:g}, level otherwise, and no verdict below {MIN_SEEDS} seeds (the cell gives p).")
 
 #: The SE paper's ablations (Hu et al., Tables 11-14): group -> (column title, argument, values).
 ABLATIONS: dict[str, tuple[str, str, tuple[Any, ...]]] = {
@@ -259,6 +264,23 @@ def paired_delta(row: dict, baseline: dict, metric: str = "accuracy") -> tuple[f
     return statistics.fmean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else float("nan"), len(diffs)
 
 
+def paired_test(row: dict, baseline: dict, metric: str = "accuracy") -> PairedTest | None:
+    """The paired t-test of ``row``'s per-seed score differences to ``baseline`` (:mod:`visattn.stats`).
+
+    None when the rows share no seed. Its ``verdict`` is ``"too few seeds"`` below three shared seeds.
+    """
+    a, b = row.get(f"{metric}_per_seed") or {}, baseline.get(f"{metric}_per_seed") or {}
+    diffs = paired_differences(a, b)
+    return paired_t_test(diffs) if diffs else None
+
+
+def _fmt_verdict(r: dict, baseline: dict | None, metric: str) -> str:
+    if not baseline or r is baseline:
+        return ""
+    test = paired_test(r, baseline, metric)
+    return test.cell() if test else "-"
+
+
 def _fmt_delta(r: dict, baseline: dict | None, metric: str) -> str:
     if not baseline:
         return ""
@@ -278,7 +300,8 @@ def _fmt_row(r: dict, baseline: dict | None, metric: str = "accuracy") -> str:
     mean, std = r[f"{metric}_mean"], r[f"{metric}_std"]
     acc = f"{mean:.2f} ± {std:.2f}" if r["seeds"] > 1 else f"{mean:.2f}"
     gpu = f" {_fmt_latency(r, 'gpu')} |" if "latency_gpu_ms" in r else ""
-    return (f"| {r['label']} | {acc} | {_fmt_delta(r, baseline, metric)} | {r['params']:,} | "
+    return (f"| {r['label']} | {acc} | {_fmt_delta(r, baseline, metric)} | {_fmt_verdict(r, baseline, metric)} | "
+            f"{r['params']:,} | "
             f"{r['flops'] / 1e6:.2f} | {_fmt_latency(r, 'cpu')} |{gpu} {r['train_time_s']:.0f} | "
             f"{r['images_per_s']:,.0f} |")
 
@@ -306,9 +329,10 @@ def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Lead
     metric, title_metric = _metric(base)
     head = ("| {first} | " + title_metric + (" (mean ± std)" if seeds > 1 else "")
             + " | Δ vs {ref}" + (" (± std of per-seed Δ)" if seeds > 1 else "")
+            + f" | verdict (paired t-test, {ALPHA:.0%})"
             + " | params | MFLOPs | CPU latency ms (p10-p90) |"
             + (" GPU latency ms (p10-p90) |" if gpu else "") + " train time s | train img/s |")
-    rule = "|---" * (9 if gpu else 8) + "|"
+    rule = "|---" * (10 if gpu else 9) + "|"
     if base.task == "segmentation":
         what = f"{base.backbone}-D{base.output_stride} decode heads"
         where = base.dataset + (f" ({base.scene_size}x{base.scene_size})" if base.dataset == "fashion-scenes" else "")
@@ -324,7 +348,8 @@ def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Lead
              + (f"; {base.transform} at the input of every network" if base.transform else "")
              + f". Δ: {title_metric.split()[0]} minus the reference's, per seed (the same seed gives both runs the "
              "same data order), "
-             "then mean ± std over seeds. Latency: median forward of one image, batch 1, with its p10-p90 over 30 "
+             f"then mean ± std over seeds. Verdict: {VERDICT_RULE} "
+             "Latency: median forward of one image, batch 1, with its p10-p90 over 30 "
              "calls, measured once per distinct model. Train time and images/s are wall-clock on the machine as it "
              "was during each run.", ""]
     groups = list(dict.fromkeys(r["group"] for r in rows))
