@@ -9,7 +9,7 @@ no generated page is committed:
   recorded one, a picture of its attention map;
 - ``gallery.md``: those pictures side by side;
 - ``cli.md``: the help of every sub-command, walked from ``visattn.cli.build_parser()``;
-- ``api.md``: one mkdocstrings block per public module of the package;
+- ``api/index.md`` and ``api/<part>.md``: one mkdocstrings block per public module, a page per part;
 - ``changelog.md``: ``CHANGELOG.md``;
 - ``results/...``: the committed result files under ``benchmarks/results/`` (tables, plots, pictures), which
   the study pages link to as ``../results/<file>``.
@@ -314,13 +314,31 @@ def public_modules() -> list[str]:
     return sorted(names)
 
 
-def api_page() -> str:
-    """One mkdocstrings block per public module."""
-    lines = ["# API reference", "", "Generated from the docstrings (Google style) of every public module.", ""]
+def api_groups() -> dict[str, list[str]]:
+    """Public modules grouped by the package's top-level part (``visattn`` itself, ``backbones``, ``train``, ...)."""
+    groups: dict[str, list[str]] = {}
     for name in public_modules():
-        lines += [f"## `{name}`", "", f"::: {name}", "    options:", "      show_root_heading: false",
-                  "      heading_level: 3", "      show_submodules: false", ""]
-    return "\n".join(lines)
+        parts = name.split(".")
+        groups.setdefault(parts[1] if len(parts) > 1 else "visattn", []).append(name)
+    return groups
+
+
+def api_pages() -> dict[str, str]:
+    """``api/index.md`` and one page per top-level part, one mkdocstrings block per public module."""
+    groups = api_groups()
+    index = ["# API reference", "", "Generated from the docstrings (Google style) of every public module, one page "
+             "per part of the package. `visattn` itself re-exports the names most code needs.", ""]
+    out = {}
+    for group, names in groups.items():
+        index.append(f"- [`{names[0] if group == 'visattn' else 'visattn.' + group}`]({group}.md): "
+                     + ", ".join(f"`{n}`" for n in names))
+        lines = [f"# `{'visattn' if group == 'visattn' else 'visattn.' + group}`", ""]
+        for name in names:
+            lines += [f"## `{name}`", "", f"::: {name}", "    options:", "      show_root_heading: false",
+                      "      show_root_toc_entry: false", "      heading_level: 3", "      show_submodules: false", ""]
+        out[f"api/{group}.md"] = "\n".join(lines)
+    out["api/index.md"] = "\n".join(index) + "\n"
+    return out
 
 
 # ---------------------------------------------------------------------------------------- the hook
@@ -332,7 +350,7 @@ def pages() -> dict[str, str]:
 
     bench, export_rows = _bench_records(), _export_rows()
     out = {"modules/index.md": modules_index(), "gallery.md": gallery_page(), "cli.md": cli_page(),
-           "api.md": api_page(), "changelog.md": (ROOT / "CHANGELOG.md").read_text()}
+           "changelog.md": (ROOT / "CHANGELOG.md").read_text(), **api_pages()}
     for key in visattn.list_modules():
         out[f"modules/{key}.md"] = module_page(key, bench, export_rows)
     return out
@@ -345,12 +363,15 @@ def result_files() -> list[Path]:
 
 
 def on_config(config):
-    """Put every module's page into the navigation, under "Modules", after the catalogue and the gallery."""
+    """Put every module's page into the navigation under "Modules", and every API page under "API reference"."""
     import visattn
 
     for entry in config["nav"] or []:
         if isinstance(entry, dict) and "Modules" in entry:
             entry["Modules"] = [*entry["Modules"], *({k: f"modules/{k}.md"} for k in visattn.list_modules())]
+        if isinstance(entry, dict) and "API reference" in entry:
+            entry["API reference"] = ["api/index.md", *({g: f"api/{g}.md"} for g in api_groups() if g != "visattn")]
+            entry["API reference"].insert(1, {"visattn": "api/visattn.md"})
     return config
 
 

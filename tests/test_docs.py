@@ -153,8 +153,8 @@ def site(tmp_path_factory) -> Path:
 def test_docs_build_strict_has_every_page(site):
     import visattn
 
-    for page in ("index.html", "getting-started.html", "gallery.html", "cli.html", "api.html", "attach.html",
-                 "segmentation.html", "contributing.html", "changelog.html", "studies/cluttered.html"):
+    for page in ("index.html", "getting-started.html", "gallery.html", "cli.html", "api/index.html", "api/train.html",
+                 "attach.html", "segmentation.html", "contributing.html", "changelog.html", "studies/cluttered.html"):
         assert (site / page).is_file(), page
     for key in visattn.list_modules():
         assert (site / "modules" / f"{key}.html").is_file(), key
