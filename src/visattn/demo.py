@@ -112,8 +112,8 @@ def run_demo(args: Namespace) -> int:
     print(f"\nCluttered Fashion-MNIST (60x60 canvas, 4 clutter pieces of 8x8): the plain CNN against an STN in "
           f"front of it and {', '.join(DEMO_VARIANTS[2:])} in its "
           f"blocks; {args.epochs} epoch(s) on "
-          f"{args.train_limit:,} training images, tested on {args.val_limit:,}, seeds {seeds} (the full runs: see "
-          "README).\n")
+          f"{args.train_limit:,} training images, tested on {args.val_limit:,}, seeds {seeds} (the full runs: "
+          "docs/studies/cluttered.md).\n")
     variants = [demo_variant(token) for token in DEMO_VARIANTS]
     rows = compare(base, variants, seeds, args.out, progress=False,
                    jobs=getattr(args, "jobs", None) or default_jobs())
