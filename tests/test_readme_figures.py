@@ -20,6 +20,7 @@ LINK = re.compile(r"\]\(([^)#\s]+)[^)]*\)")
 RATIO = re.compile(r"(?<![\d.])(\d+\.\d+)x\b")
 MIB_PAIR = re.compile(r"(\d[\d,]*) vs (\d[\d,]*) MiB")
 PLUS_MINUS = re.compile(r"([+-]?\d+\.\d+) ± (\d+\.\d+)")
+P_VALUE = re.compile(r"\bp = (\d\.\d+)")
 PAGES = sorted((DOCS / "studies").glob("*.md"))
 
 
@@ -78,7 +79,8 @@ def _appears(number: str, text: str) -> bool:
 def figures(block: str) -> list[str]:
     """The checked figures of a paragraph: ratios, both sides of ``A vs B MiB``, and ``mean ± std`` pairs."""
     found = RATIO.findall(block) + [n.replace(",", "") for pair in MIB_PAIR.findall(block) for n in pair]
-    return found + [f"{mean} ± {std}" for mean, std in PLUS_MINUS.findall(block)]
+    return found + [f"{mean} ± {std}" for mean, std in PLUS_MINUS.findall(block)] + [
+        f"p = {p}" for p in P_VALUE.findall(block)]
 
 
 def missing_figures(page: Path) -> list[tuple[str, list[str]]]:
@@ -92,6 +94,10 @@ def missing_figures(page: Path) -> list[tuple[str, list[str]]]:
             assert path.exists(), f"{page.name} links {path.relative_to(ROOT)}, which does not exist"
         text = "\n".join(_file_text(p) for p in links)
         for figure in wanted:
+            if figure.startswith("p = "):
+                if figure not in text:  # leaderboards write "(p = 0.062)"
+                    missing.append((figure, [p.name for p in links]))
+                continue
             parts = figure.split(" ± ")
             if not all(_appears(part.lstrip("+"), text) for part in parts):
                 missing.append((figure, [p.name for p in links]))
