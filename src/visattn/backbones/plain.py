@@ -83,7 +83,11 @@ class PlainCNN(_Backbone):
         position: plug-in position in a block: ``"standard"``, ``"pre"`` or ``"post"``.
         stages: stages (1..3) that get the module.
         blocks: ``{stage: [block indices]}``.
-        input_size: input ``(H, W)``; only size-bound modules use it.
+        input_size: input ``(H, W)``; size-bound modules and the classifier without global pooling use it.
+        global_pool: average the last map before the classifier (default); ``False`` gives the classifier the
+            whole flattened ``(widths[3], H/8, W/8)`` map, as the STN paper's and Lasagne's cluttered-MNIST
+            classifiers read their last map, so it is built for ``input_size`` (an ST-CNN's: the transformer's
+            ``output_size``).
 
     Shape:
         - Input: :math:`(B, C_{in}, H, W)`
@@ -101,7 +105,8 @@ class PlainCNN(_Backbone):
                  num_classes: int = 10, in_chans: int = 3, zero_init_residual: bool = False,
                  attention: str | None = None, attention_kwargs: Mapping[str, Any] | None = None,
                  position: str = "standard", stages: Iterable[int] | None = None,
-                 blocks: Mapping[int, Iterable[int]] | None = None, input_size: int | Iterable[int] = 60):
+                 blocks: Mapping[int, Iterable[int]] | None = None, input_size: int | Iterable[int] = 60,
+                 global_pool: bool = True):
         super().__init__()
         if zero_init_residual:
             raise ValueError("PlainCNN: zero_init_residual needs residual branches; a plain CNN has none")
@@ -116,9 +121,14 @@ class PlainCNN(_Backbone):
             layers = [PlainBlock(widths[stage - 1], widths[stage], 2)]
             layers += [PlainBlock(widths[stage], widths[stage]) for _ in range(1, blocks_per_stage)]
             setattr(self, f"layer{stage}", nn.Sequential(*layers))
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.num_features = widths[3]
-        self.fc = nn.Linear(widths[3], num_classes) if num_classes > 0 else nn.Identity()
+        self.global_pool = bool(global_pool)
+        h, w = (input_size, input_size) if isinstance(input_size, int) else (int(v) for v in input_size)
+        for _ in range(3):  # the three stride-2 stages (3x3 convs, padding 1)
+            h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+        self.final_size = (h, w)  # [H/8, W/8] of the last map
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1)) if global_pool else nn.Identity()
+        self.num_features = widths[3] * (1 if global_pool else h * w)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights(False)
         self._insert_attention(attention, attention_kwargs, position, stages, blocks, input_size, in_chans)
 
@@ -128,6 +138,13 @@ class PlainCNN(_Backbone):
             x = self.transform(x)
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pooling (or, with ``global_pool=False``, the whole map flattened) and the classifier."""
+        if not self.global_pool and tuple(x.shape[-2:]) != self.final_size:
+            raise ValueError(f"PlainCNN: built without global pooling for a {self.final_size[0]}x{self.final_size[1]} "
+                             f"last map (input_size), got {x.shape[-2]}x{x.shape[-1]}: build it for this input size")
+        return super().forward_head(x)
 
 
 _BACKBONES["plaincnn"] = PlainCNN

@@ -334,7 +334,9 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
         transform: a transform-role registry key (``"stn"``) put before the network, on its input: with
             ``"stn"`` the model is the STN paper's ST-CNN, its localisation net sized for ``input_size``
             (:func:`stn_kwargs_for`). Combines with ``attention``.
-        transform_kwargs: the transform's keyword arguments (override the sizing).
+        transform_kwargs: the transform's keyword arguments (override the sizing). With ``output_size`` the
+            network after the transform is built for that size (``input_size`` stays the transform's);
+            ``loc_net="paper"`` gets ``input_size`` instead of :func:`stn_kwargs_for`'s sizing.
         **kwargs: further arguments of :class:`ResNet` / :class:`CifarResNet` (``blocks``, ``input_size``,
             ``zero_init_residual``, ``shortcut``, ...); any other keyword goes to the attention module, as
             :func:`~visattn.backbones.attach.attach` takes it (``create("resnet20", "se", reduction=8)``).
@@ -365,6 +367,11 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
+    transform_options = dict(transform_kwargs or {})
+    transform_input = kwargs.get("input_size")
+    if transform is not None and transform_options.get("output_size") is not None:
+        # the network after the transform sees the sampled grid (the STN paper's downsampling ST-CNN)
+        kwargs["input_size"] = _pair(transform_options["output_size"])
     model = builder(attention=attention, attention_kwargs=attention_kwargs, position=position, stages=stages,
                     **kwargs)
     if transform is not None:
@@ -373,8 +380,14 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
         if info(transform).role != "transform":
             raise ValueError(f"create: transform must be a transform-role module (e.g. 'stn'), got {transform!r} "
                              f"({info(transform).role}); pass it as attention instead")
-        input_size = _pair(kwargs.get("input_size", 224 if isinstance(model, ResNet) else 32))
-        options = {**(stn_kwargs_for(input_size) if transform == "stn" else {}), **dict(transform_kwargs or {})}
+        input_size = _pair(transform_input if transform_input is not None else
+                           224 if isinstance(model, ResNet) else 32)
+        sizing = {}
+        if transform == "stn" and transform_options.get("loc_net", "conv") == "paper":
+            sizing = {"input_size": input_size}  # the paper's localisation net is built for the input size
+        elif transform == "stn":
+            sizing = stn_kwargs_for(input_size)
+        options = {**sizing, **transform_options}
         insert(model, find_stages(model), transform, input_size=input_size, in_chans=kwargs.get("in_chans", 3),
                kwargs=options)
     elif transform_kwargs:
