@@ -129,7 +129,7 @@ def test_paper_localisation_net_layout():
     assert m.localization[-2].in_features == 20 * 9 * 9 and m.localization[-2].out_features == 50
     assert m.fc_loc.in_features == 50 and m.fc_loc.out_features == 6
     assert sum(p.numel() for p in m.parameters()) == (25 * 20 + 20) + (500 * 20 + 20) + (1620 * 50 + 50) + 306
-    wide = SpatialTransformer(2, loc_net="paper", input_size=(43, 53), loc_channels=8, loc_hidden=16)  # 4 x 7 map (floor)
+    wide = SpatialTransformer(2, loc_net="paper", input_size=(43, 53), loc_channels=8, loc_hidden=16)  # 4x7 (floor)
     assert wide.localization[-2].in_features == 8 * 4 * 7 and wide(torch.randn(1, 2, 43, 53)).shape == (1, 2, 43, 53)
 
 
