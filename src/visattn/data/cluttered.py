@@ -30,7 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ClutterSpec", "ClutteredImages", "RTS", "render", "item_geometry", "item_size_bound", "uniforms"]
+__all__ = ["ClutterSpec", "ClutteredImages", "RTS", "render", "item_centres", "item_geometry", "item_size_bound",
+           "uniforms"]
 
 ITEM = 28  # Fashion-MNIST images are 28 x 28
 #: The STN paper's RTS distortion: rotation up to +-45 degrees, scale 0.7-1.2.
@@ -223,6 +224,31 @@ def item_geometry(u: torch.Tensor, spec: ClutterSpec) -> tuple[torch.Tensor, ...
     return angle, scale, cx, cy
 
 
+def _exact_offsets(u: torch.Tensor, spec: ClutterSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top and left pixel of each undistorted item (pasted whole at a whole-pixel offset)."""
+    top = (u[:, 3] * (spec.canvas - ITEM + 1)).long()
+    left = (u[:, 2] * (spec.canvas - ITEM + 1)).long()
+    return top, left
+
+
+def item_centres(indices: torch.Tensor, spec: ClutterSpec, split: str = "train") -> torch.Tensor:
+    """Where the item of each cluttered image sits: its centre ``(x, y)`` in pixels, float64 ``(B, 2)``.
+
+    Pixel ``j`` covers ``[j, j + 1)``, so a canvas of side ``c`` has its centre at ``c / 2``; an undistorted
+    item pasted at column ``left`` has its centre at ``left + 14``. The same random numbers as :func:`render`,
+    so this is where :func:`render` put the item (the truth a localising model is measured against).
+    """
+    if split not in _SPLITS:
+        raise ValueError(f"cluttered-fashion-mnist: split must be 'train' or 'test', got {split!r}")
+    indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+    u = uniforms(spec.seed, split, indices, _ITEM_STREAMS)  # the item's streams come first in render's too
+    if spec.distorted:
+        _, _, cx, cy = item_geometry(u, spec)
+        return torch.stack([cx, cy], -1).double()
+    top, left = _exact_offsets(u, spec)
+    return torch.stack([left, top], -1).double() + ITEM / 2
+
+
 def render(source: torch.Tensor, indices: torch.Tensor, spec: ClutterSpec, split: str = "train") -> torch.Tensor:
     """The cluttered images ``indices`` of one split, as uint8 ``(B, 1, canvas, canvas)``.
 
@@ -251,8 +277,7 @@ def render(source: torch.Tensor, indices: torch.Tensor, spec: ClutterSpec, split
     if spec.distorted:
         canvas = _place_warped(items, *item_geometry(u, spec), spec.canvas)
     else:
-        top = (u[:, 3] * (spec.canvas - ITEM + 1)).long()
-        left = (u[:, 2] * (spec.canvas - ITEM + 1)).long()
+        top, left = _exact_offsets(u, spec)
         canvas = _place_exact(items, top, left, spec.canvas)
     clutter = _clutter(source, indices, u[:, _FIRST_PIECE_STREAM:], spec)
     return torch.maximum(canvas, clutter)[:, None]
@@ -298,6 +323,10 @@ class ClutteredImages:
     def select(self, index: torch.Tensor) -> ClutteredImages:
         """A lazy view of the images at ``index`` (int64 indices into this view; nothing is rendered)."""
         return ClutteredImages(self.source, self.spec, self.split, self.indices[index])
+
+    def item_centres(self) -> torch.Tensor:
+        """Centre ``(x, y)`` in pixels of each image's item, float64 ``(N, 2)`` (:func:`item_centres`)."""
+        return item_centres(self.indices, self.spec, self.split)
 
     def materialize(self, chunk: int = 4096) -> torch.Tensor:
         """All images as one uint8 tensor (rendered in chunks)."""
