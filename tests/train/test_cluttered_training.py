@@ -34,7 +34,7 @@ def test_the_transform_learns_at_its_own_rate_and_decay_skips_flat_parameters():
     import torch
 
     from visattn.backbones import create
-    from visattn.train.trainer import _schedule, parameter_groups
+    from visattn.train.recipe import LRSchedule, parameter_groups
 
     model = create("plaincnn", "se", in_chans=1, input_size=60, transform="stn")
     config = TrainConfig(backbone="plaincnn", transform="stn", transform_lr_scale=0.1, lr=0.2, weight_decay=1e-4)
@@ -47,7 +47,7 @@ def test_the_transform_learns_at_its_own_rate_and_decay_skips_flat_parameters():
         assert g["weight_decay"] == (0.0 if g["params"][0].ndim <= 1 else 1e-4)
         assert all((p.ndim <= 1) == (g["weight_decay"] == 0.0) for p in g["params"])
     optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
-    schedule = _schedule(config, optimizer, 100)
+    schedule = LRSchedule(config, optimizer, 100)
     for _ in range(30):  # past the warm-up peak: every group at its own maximum, in the same proportion
         optimizer.step()
         schedule.step()
@@ -63,7 +63,8 @@ def test_run_names_of_older_recipes_do_not_change():
     config = TrainConfig(attention="se", epochs=3)
     old = config.to_dict()
     later = ("dataset_kwargs", "transform", "transform_lr_scale", "zero_init_residual", "workers", "memory_budget_mb",
-             "task", "head", "output_stride", "aux", "scene_size", "crop_size", "head_lr_mult")
+             "task", "head", "output_stride", "aux", "scene_size", "crop_size", "head_lr_mult",
+             "opt", "warmup_epochs", "mixup", "cutmix", "model_ema", "model_ema_decay", "accum_steps", "eval_every")
     for key in ("data_dir", "device", *later):
         old.pop(key)
     assert config.digest() == hashlib.sha1(json.dumps(old, sort_keys=True).encode()).hexdigest()[:8]

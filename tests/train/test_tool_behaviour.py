@@ -56,7 +56,7 @@ def test_evaluate_is_an_eval_mode_pass_over_unaugmented_normalised_images():
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
-    acc, loss = trainer_mod.evaluate(model, data, cfg, torch.device("cpu"), DistInfo())
+    acc, loss, _ = trainer_mod.evaluate(model, data, cfg, torch.device("cpu"), DistInfo())
 
     assert acc == pytest.approx(expected_acc, abs=1e-9) and acc > 50
     assert loss == pytest.approx(expected_loss, rel=1e-5)

@@ -7,15 +7,19 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["TrainConfig", "SCHEDULES", "SEGMENTATION_FIELDS"]
+__all__ = ["TrainConfig", "SCHEDULES", "SEGMENTATION_FIELDS", "OPTIMIZERS"]
 
 SCHEDULES = ("onecycle", "cosine", "poly")
 #: Fields only segmentation runs use; left out of a classification run's digest so its folder name is unchanged.
 SEGMENTATION_FIELDS = ("task", "head", "output_stride", "aux", "scene_size", "crop_size", "head_lr_mult")
 #: Fields that do not change what a run computes.
-NOT_RECIPE = ("epochs", "data_dir", "device", "workers", "memory_budget_mb")
+NOT_RECIPE = ("epochs", "data_dir", "device", "workers", "memory_budget_mb", "eval_every")
 #: Recipe fields added after the first release, with their defaults (left out of :meth:`TrainConfig.digest`).
-_LATER_FIELDS = {"dataset_kwargs": {}, "transform": None, "transform_lr_scale": 0.1, "zero_init_residual": False}
+_LATER_FIELDS = {"dataset_kwargs": {}, "transform": None, "transform_lr_scale": 0.1, "zero_init_residual": False,
+                 "opt": "sgd", "warmup_epochs": 0.0, "mixup": 0.0, "cutmix": 0.0, "model_ema": False,
+                 "model_ema_decay": 0.9998, "accum_steps": 1}
+#: ``opt`` choices (see :mod:`visattn.train.recipe`).
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass
@@ -41,6 +45,15 @@ class TrainConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     label_smoothing: float = 0.0
+    # the practitioner's recipe (visattn.train.recipe; all but the defaults need timm, the `train` extra)
+    opt: str = "sgd"  # sgd (Nesterov momentum) or adamw
+    warmup_epochs: float = 0.0  # linear warm-up of the learning rate, in epochs (fractions allowed)
+    mixup: float = 0.0  # mixup alpha (0: off)
+    cutmix: float = 0.0  # cutmix alpha (0: off)
+    model_ema: bool = False  # keep an exponential moving average of the weights and evaluate it too
+    model_ema_decay: float = 0.9998
+    accum_steps: int = 1  # batches whose gradients add up to one optimiser update
+    eval_every: int = 1  # evaluate every N epochs (and after the last)
     pad: int | None = None  # random-crop padding; None: 0 for Fashion-MNIST, 4 otherwise
     flip: bool = True
     train_limit: int | None = None
@@ -76,6 +89,18 @@ class TrainConfig:
             raise ValueError(f"memory_budget_mb must be >= 0 (0: always stream), got {self.memory_budget_mb}")
         if self.transform_lr_scale <= 0:
             raise ValueError(f"transform_lr_scale must be positive, got {self.transform_lr_scale}")
+        if self.opt not in OPTIMIZERS:
+            raise ValueError(f"opt must be one of {OPTIMIZERS}, got {self.opt!r}")
+        for name in ("warmup_epochs", "mixup", "cutmix"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 < self.model_ema_decay < 1:
+            raise ValueError(f"model_ema_decay must be in (0, 1), got {self.model_ema_decay}")
+        for name in ("accum_steps", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.attention in ("", "none", "None"):
             self.attention = None
         if self.transform in ("", "none", "None"):
@@ -95,6 +120,9 @@ class TrainConfig:
             raise ValueError(f"pad must be >= 0, got {self.pad}")
         if self.task not in ("classification", "segmentation"):
             raise ValueError(f"task must be 'classification' or 'segmentation', got {self.task!r}")
+        if self.task == "segmentation" and (self.mixup > 0 or self.cutmix > 0):
+            raise ValueError("--mixup / --cutmix mix the labels of whole images: classification only, "
+                             "not segmentation")
         if self.task == "segmentation" and self.attention is not None:
             raise ValueError("segmentation runs put attention in the decode head: use head=..., not attention")
         if self.output_stride not in (8, 16, 32):

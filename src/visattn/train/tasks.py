@@ -98,8 +98,15 @@ class ClassificationTask(Task):
     def evaluate(self, model, val, config, device, dist) -> dict[str, Any]:
         from .trainer import evaluate
 
-        accuracy, loss = evaluate(model, val, config, device, dist)
-        return {"accuracy": accuracy, "loss": loss}
+        accuracy, loss, top5 = evaluate(model, val, config, device, dist)
+        return {"accuracy": accuracy, "loss": loss, **({"top5": top5} if top5 is not None else {})}
+
+    def record(self, scores: dict[str, Any]) -> dict[str, Any]:
+        return {"val_accuracy": scores["accuracy"], **({"val_top5": scores["top5"]} if "top5" in scores else {})}
+
+    def summary(self, scores: dict[str, Any]) -> str:
+        top5 = f", top-5 {scores['top5']:.2f}%" if "top5" in scores else ""
+        return f"{self.metric_title} {scores['accuracy']:.2f}%{top5}"
 
     def describe(self, config: TrainConfig) -> str:
         return (f"{config.backbone}" + (f" with {config.transform} at the input" if config.transform else "")

@@ -27,9 +27,11 @@ from ..data.loader import ImageData, load_dataset, make_loader, shard  # noqa: F
 from .checkpoint import atomic_write_text, load_latest, save_checkpoint
 from .config import NOT_RECIPE, TrainConfig
 from .distributed import DistInfo, all_reduce_sum, setup_distributed, teardown_distributed
+from .logs import RunLog
 from .progress import Progress
+from .recipe import Recipe, check_recipe, parameter_groups, topk_correct
 
-__all__ = ["train", "build_model", "count_flops", "resolve_device", "ConfigMismatchError"]
+__all__ = ["train", "build_model", "count_flops", "resolve_device", "ConfigMismatchError", "parameter_groups"]
 
 
 class ConfigMismatchError(ValueError):
@@ -73,49 +75,16 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
-def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """SGD parameter groups: weights with weight decay, norms / biases / scales (ndim <= 1) without.
-
-    Two kinds of parameters learn at their own multiple of ``config.lr`` (each group's ``lr_scale``):
-    an input transform (an ST's localisation net, ``"transform": True``) at ``transform_lr_scale``, and a
-    segmentation decode head (``"head": True``) at ``head_lr_mult`` when that is not 1. Without either the
-    groups are ``[weights, flat]`` as before.
-    """
-    transform = getattr(model, "transform", None)
-    in_transform = {id(p) for p in transform.parameters()} if isinstance(transform, nn.Module) else set()
-    head = getattr(model, "decode_head", None) if config.task == "segmentation" else None
-    in_head = {id(p) for p in head.parameters()} if head is not None and config.head_lr_mult != 1 else set()
-    groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
-    for p in model.parameters():
-        groups.setdefault((id(p) in in_transform, id(p) in in_head, p.ndim <= 1), []).append(p)
-    out = []
-    for (is_transform, is_head, flat), params in sorted(groups.items()):
-        scale = config.transform_lr_scale if is_transform else config.head_lr_mult if is_head else 1.0
-        out.append({"params": params, "weight_decay": 0.0 if flat else config.weight_decay, "lr": config.lr * scale,
-                    "lr_scale": scale, "transform": is_transform, "head": is_head})
-    return out
-
-
-def _schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total: int):
-    if config.schedule == "onecycle" and total >= 4:
-        # a quarter of the steps warm up (at least two, so very short runs still have both phases)
-        # each group's own peak (read from the recipe, not from group["lr"], which a resumed optimizer has moved)
-        max_lr = [config.lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total,
-                                                   pct_start=min(0.5, max(0.25, 2.0 / total)), div_factor=10,
-                                                   final_div_factor=100)
-    if config.schedule == "poly":  # lr * (1 - step / total) ^ 0.9, the segmentation papers' schedule
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - min(step, total) / total) ** 0.9)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ImageData, config: TrainConfig, device: torch.device,
-             dist: DistInfo) -> tuple[float, float]:
-    """Top-1 accuracy (%) and mean loss on ``data``, each rank on its own slice, summed over ranks."""
+             dist: DistInfo) -> tuple[float, float, float | None]:
+    """Top-1 accuracy (%), mean loss and top-5 accuracy (%; None for 5 classes or fewer) on ``data``.
+
+    Each rank evaluates its own slice; the counts are summed over ranks.
+    """
     model.eval()
     part = shard(data, dist.rank, dist.world_size)
-    correct = loss_sum = 0.0
+    correct = loss_sum = correct5 = 0.0
     for x, y in make_loader(part, 512):
         x, y = x.to(device), y.to(device)
         if config.channels_last:
@@ -124,9 +93,10 @@ def evaluate(model: nn.Module, data: ImageData, config: TrainConfig, device: tor
             logits = model(x)
         loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
-    correct, loss_sum, n = all_reduce_sum([correct, loss_sum, float(len(part))], dist, device)
+        correct5 += topk_correct(logits, y, 5)
+    correct, loss_sum, correct5, n = all_reduce_sum([correct, loss_sum, correct5, float(len(part))], dist, device)
     model.train()
-    return 100.0 * correct / n, loss_sum / n
+    return 100.0 * correct / n, loss_sum / n, (100.0 * correct5 / n if len(data.classes) > 5 else None)
 
 
 def _sync_buffers(model: nn.Module, dist: DistInfo) -> None:
@@ -157,32 +127,38 @@ def _prepare_out(out: Path, config: TrainConfig, is_main: bool) -> None:
         atomic_write_text(cfg_path, json.dumps(config.to_dict(), indent=2) + "\n")
 
 
-def _truncate_metrics(path: Path, last_epoch: int) -> None:
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= last_epoch]
-    atomic_write_text(path, "".join(ln + "\n" for ln in lines))
-
-
-def train(config: TrainConfig, out: str | Path, *, progress: bool = True, log=print) -> dict[str, Any]:
+def train(config: TrainConfig, out: str | Path, *, progress: bool = True, log=print,
+          tensorboard: bool = False) -> dict[str, Any]:
     """Train ``config`` into folder ``out``, resuming from its newest good checkpoint; return the result.
 
     A finished run (``result.json`` present for at least ``config.epochs`` epochs) is not trained again.
-    Under ``torchrun`` the same call trains with DistributedDataParallel; only rank 0 writes.
+    Under ``torchrun`` the same call trains with DistributedDataParallel; only rank 0 writes. Every update
+    and epoch is logged to CSV / JSONL in ``out`` (:mod:`.logs`), and to TensorBoard with ``tensorboard``.
+
+    Raises:
+        ImportError: a recipe option needs timm, or ``tensorboard`` the tensorboard package, and it is missing.
     """
     out = Path(out)
+    check_recipe(config)
+    if tensorboard:
+        from .logs import tensorboard_available
+
+        if not tensorboard_available():
+            raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard")
     device = resolve_device(config.device)
     dist = setup_distributed(device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     try:
-        return _train(config, out, device, dist, progress, log if dist.is_main else (lambda *a, **k: None))
+        return _train(config, out, device, dist, progress, log if dist.is_main else (lambda *a, **k: None),
+                      tensorboard)
     finally:
         teardown_distributed(dist)
 
 
-def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, progress: bool, log):
+def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, progress: bool, log,
+           tensorboard: bool = False):
     from .tasks import get_task
 
     if device.type == "cpu":
@@ -208,28 +184,24 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
         model.to(memory_format=torch.channels_last)
 
     loader = task.train_loader(config, train_data, dist)
-    optimizer = torch.optim.SGD(parameter_groups(model, config), lr=config.lr, momentum=config.momentum,
-                                nesterov=True)
-    scheduler = _schedule(config, optimizer, config.epochs * len(loader))
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+    recipe = Recipe(config, model, len(loader), num_classes=len(train_data.classes), scaler=scaler)
 
     start_epoch, elapsed = 0, 0.0
     resumed = load_latest(out / "checkpoints", report=lambda message: log(f"warning: {message}"))
     if resumed is not None:
         state, path = resumed
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("schedule_steps") == config.epochs * len(loader):
-            scheduler.load_state_dict(state["scheduler"])
-        else:  # the epoch budget grew: keep the weights, run a fresh schedule over the remaining epochs
+        same_budget = state.get("schedule_steps") == config.epochs * len(loader)
+        if not same_budget:  # the epoch budget grew: keep the weights, run a fresh schedule over the remaining epochs
             warnings.warn(f"{out}: epochs changed; the learning-rate schedule restarts from epoch "
                           f"{state['epoch'] + 1}", stacklevel=2)
-            scheduler = _schedule(config, optimizer, (config.epochs - int(state["epoch"])) * len(loader))
+            recipe.make_schedule(config.epochs - int(state["epoch"]))
+        recipe.load_state_dict(state, schedule=same_budget)
         start_epoch, elapsed = int(state["epoch"]), float(state.get("elapsed", 0.0))
         torch.set_rng_state(state["rng"])
         log(f"resuming {out} from {path.name} (epoch {start_epoch} done)")
-    if dist.is_main:
-        _truncate_metrics(out / "metrics.jsonl", start_epoch)
+    run_log = RunLog(out, start_epoch, tensorboard=tensorboard) if dist.is_main else None
 
     train_model: nn.Module = model
     if dist.enabled:
@@ -243,56 +215,80 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
         + ("" if getattr(train_data, "in_memory", True) else " (streamed from disk)") + f", {device}"
         + (f", {dist.world_size} processes" if dist.enabled else ""))
     scores: dict[str, Any] | None = None
+    ema_scores: dict[str, Any] | None = None
     with Progress(config.epochs, enabled=progress and dist.is_main) as bar:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             loader.set_epoch(epoch)
+            recipe.start_epoch(epoch)
             model.train()
             bar.start_epoch(epoch, len(loader))
             t0 = time.perf_counter()
-            loss_sum, seen = 0.0, 0
+            loss_sum, seen, group = 0.0, 0, []  # group: (loss, images) of the batches of the pending update
             for i, (x, y) in enumerate(loader):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                x, y = recipe.mix(x, y)
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=config.amp):
-                    loss = task.loss(model, config, train_model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                    loss = recipe.loss(task, model, train_model(x), y)
+                complete = recipe.backward(loss, i)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(f"loss became {loss_value} at epoch {epoch}, batch {i}; "
                                              "lower --lr or disable --amp")
                 loss_sum += loss_value * len(y)
                 seen += len(y)
+                group.append((loss_value, len(y)))
+                if complete:
+                    recipe.update(model)
+                    if run_log is not None:
+                        step = (epoch - 1) * recipe.updates_per_epoch + i // config.accum_steps + 1
+                        group_loss = group[0][0] if len(group) == 1 else \
+                            sum(v * n for v, n in group) / sum(n for _, n in group)
+                        run_log.step({"epoch": epoch, "step": step, "train_loss": group_loss,
+                                      "lr": recipe.schedule.get_last_lr()[0],
+                                      "images_per_s": seen * dist.world_size / (time.perf_counter() - t0)})
+                    group = []
                 bar.batch(i, loss_value, len(y) * dist.world_size)
             epoch_time = time.perf_counter() - t0
             elapsed += epoch_time
             _sync_buffers(model, dist)
-            scores = task.evaluate(model, val_data, config, device, dist)
-            record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen), "val_loss": scores["loss"],
-                      **task.record(scores), "lr": scheduler.get_last_lr()[0], "epoch_time_s": epoch_time,
-                      "images_per_s": seen * dist.world_size / epoch_time}
-            summary = (f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f}, val loss "
-                       f"{scores['loss']:.4f}, {task.summary(scores)}, {record['images_per_s']:,.0f} img/s")
+            record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen), "lr": recipe.schedule.get_last_lr()[0],
+                      "epoch_time_s": epoch_time, "images_per_s": seen * dist.world_size / epoch_time}
+            evaluated = epoch % config.eval_every == 0 or epoch == config.epochs
+            if evaluated:
+                scores = task.evaluate(model, val_data, config, device, dist)
+                record.update({"val_loss": scores["loss"], **task.record(scores)})
+                if recipe.ema is not None:
+                    ema_scores = task.evaluate(recipe.ema.module, val_data, config, device, dist)
+                    record.update({"ema_val_loss": ema_scores["loss"],
+                                   **{f"ema_{k}": v for k, v in task.record(ema_scores).items()}})
+            summary = f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f}"
+            if evaluated:
+                summary += f", val loss {scores['loss']:.4f}, {task.summary(scores)}"
+                if ema_scores is not None:
+                    summary += f" (EMA: {task.summary(ema_scores)})"
+            summary += f", {record['images_per_s']:,.0f} img/s"
             if bar.enabled:
                 bar.message(summary)
             else:  # --no-progress: no bars, but still one line per epoch (log is silent off rank 0)
                 log(summary)
             if dist.is_main:
-                with open(out / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                run_log.epoch(record, step=epoch * recipe.updates_per_epoch)
                 save_checkpoint(out / "checkpoints", epoch, {
-                    "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "elapsed": elapsed,
+                    "epoch": epoch, "model": model.state_dict(), **recipe.state_dict(),
+                    "rng": torch.get_rng_state(), "elapsed": elapsed,
                     "schedule_steps": config.epochs * len(loader), "config": config.to_dict()})
+    if run_log is not None:
+        run_log.close()
 
     if scores is None:  # nothing left to train: the last checkpoint is the final model
         scores = task.evaluate(model, val_data, config, device, dist)
+        if recipe.ema is not None:
+            ema_scores = task.evaluate(recipe.ema.module, val_data, config, device, dist)
     result = {
-        **scores, "epochs": config.epochs, "params": params, "flops": flops,
+        **scores, **({"ema": ema_scores} if ema_scores is not None else {}),
+        "epochs": config.epochs, "params": params, "flops": flops,
         "train_time_s": elapsed, "images_per_s": config.epochs * len(train_data) / max(elapsed, 1e-9),
         "device": str(device), "world_size": dist.world_size, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "config": config.to_dict(),
