@@ -109,3 +109,17 @@ def test_ablation_axis_starts_where_the_data_do_with_points_not_bars(tmp_path):
         assert lowest - 0.5 <= bottom < lowest and highest < top <= highest + 0.5
     assert "does not start at 0" in fig.axes[0].get_ylabel()
     plt.close(fig)
+
+
+def test_too_many_points_for_names_get_numbers_and_a_key(tmp_path):
+    rows = []
+    for i in range(80):  # 80 long names around one tight clump: they cannot all fit
+        rows.append({"label": f"a_module_with_a_name_far_too_long_to_fit_{i}", "attention": "x", "group": "",
+                     "slug": str(i), "seeds": 1, "accuracy_mean": 70 + 0.01 * i, "accuracy_std": 0.0,
+                     "params": 1000 + i})
+    fig = plot_scatter(rows, "params", "parameters", tmp_path / "p.png", "recipe")
+    fig.canvas.draw()
+    assert_labels_apart(fig, len(rows))
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == sorted(str(i + 1) for i in range(80))
+    assert "80: a_module_with_a_name_far_too_long_to_fit_79" in " ".join(t.get_text() for t in fig.texts)
+    plt.close(fig)

@@ -111,7 +111,8 @@ def plot_scatter(rows: list[dict], x_key: str, x_label: str, path: Path, recipe:
     """
     reference = reference_row(rows)
     with_dots = reference is not None and bool(_differences(rows, reference, metric))
-    for grow in (1.0, 1.35, 1.8):
+    # larger figures until the labels fit apart; at last numbers on the points and a key below the figure
+    for grow, numbered in ((1.0, False), (1.35, False), (1.8, False), (1.8, True)):
         fig, axes = plt.subplots(1, 2 if with_dots else 1, figsize=((12.8 if with_dots else 6.4) * grow, 4.8 * grow),
                                  dpi=120, squeeze=False, gridspec_kw={"width_ratios": [3, 2]} if with_dots else None)
         ax = axes[0][0]
@@ -137,18 +138,21 @@ def plot_scatter(rows: list[dict], x_key: str, x_label: str, path: Path, recipe:
         name = y_label.split(" (")[0]  # "top-1 accuracy", "mIoU"
         _title(fig, f"{name[:1].upper() + name[1:] if name.islower() else name} against {x_label.split(',')[0]}",
                recipe, rows)
-        fig.tight_layout()
+        labels = [str(i + 1) if numbered else str(r["label"]) for i, r in enumerate(rows)]
+        if numbered:
+            key = "; ".join(f"{i + 1}: {r['label']}" for i, r in enumerate(rows))
+            fig.text(0.01, 0.01, "\n".join(textwrap.wrap(key, int(160 * grow))), fontsize=7, va="bottom")
+        fig.tight_layout(rect=(0, 0.1, 1, 1) if numbered else None)
         ax.set_xlim(ax.get_xlim())  # labels are placed on the final layout: nothing may move afterwards
         ax.set_ylim(ax.get_ylim())
         try:
-            place_labels(ax, [(r[x_key], r[f"{metric}_mean"]) for r in rows], [str(r["label"]) for r in rows],
-                         yerr=errors)
+            place_labels(ax, [(r[x_key], r[f"{metric}_mean"]) for r in rows], labels, yerr=errors)
         except ValueError:
+            if numbered:
+                raise
             plt.close(fig)
             continue
         break
-    else:
-        raise ValueError(f"{path.name}: the labels of {len(rows)} points do not fit without overlapping")
     fig.savefig(path)
     return fig
 
