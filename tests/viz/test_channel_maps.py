@@ -119,3 +119,20 @@ def test_the_page_rule_and_the_captions_say_the_same():
     assert "shared" not in image_caption and "own" not in scale_rule("layer")
     with pytest.raises(ValueError, match="scale"):
         scale_rule("global")
+
+
+def test_show_page_of_a_classifier_with_danet_on_64_channels_at_8x8(tmp_path):
+    from tests.viz.test_show import parse
+    from visattn.backbones import create
+    from visattn.data.loader import ImageData
+    from visattn.viz.show import show_model
+
+    torch.manual_seed(0)
+    model = _randomised(create("resnet20", "danet", in_chans=1))  # layer3: 64 channels on an 8x8 grid
+    images = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    data = ImageData(images, torch.arange(2), [str(i) for i in range(10)], (0.5,), (0.25,))
+    result = show_model(model, data, tmp_path, indices=[0, 1], log=lambda *a: None)
+    text = " ".join(parse(result.page).text)
+    cam = [c for c in text.split("danet at layer3.2.attn")[1:] if c.lstrip().startswith("attention_map()[1]")]
+    assert len(cam) == 2 and all("64x64 channel-by-channel matrix; (64, 64)" in c for c in cam)
+    assert not any("query cell" in c.split("test image")[0] for c in cam)
