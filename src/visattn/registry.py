@@ -7,7 +7,6 @@ once and drives ``visattn list``/``info``, the docs table, the benchmarks and th
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import functools
 import inspect
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .catalogue import Catalogue
 
 __all__ = ["ModuleInfo", "register", "create", "list_modules", "info", "ROLES", "DOMAINS", "COMPLEXITIES"]
 
@@ -88,7 +89,13 @@ class ModuleInfo:
         return f"{self.authors}, {self.venue} {self.year}"
 
 
-_REGISTRY: dict[str, ModuleInfo] = {}
+def _module_info(key: str, cls: type[nn.Module], **metadata: Any) -> ModuleInfo:
+    return ModuleInfo(key=key, cls=cls, defaults=_constructor_defaults(cls), **metadata)
+
+
+#: every registered module, filled by :func:`register` when :mod:`visattn.modules` is imported
+_REGISTRY: Catalogue[ModuleInfo] = Catalogue("module", _module_info, package="visattn.modules",
+                                             lister="`visattn.list_modules()` lists all keys.")
 
 
 #: keyword arguments every registered module takes, as torch layers and timm pass them.
@@ -154,7 +161,7 @@ def register(key: str, **metadata: Any):
     """
 
     def decorator(cls: type[nn.Module]) -> type[nn.Module]:
-        if key in _REGISTRY:
+        if key in _REGISTRY:  # checked before the class is touched
             raise ValueError(f"visattn: registry key {key!r} is already registered to {_REGISTRY[key].cls.__name__}")
         if key != key.lower() or not key.replace("_", "").isalnum():
             raise ValueError(f"visattn: registry key {key!r} must be lowercase letters, digits and '_'")
@@ -162,24 +169,14 @@ def register(key: str, **metadata: Any):
             if metadata.get(name) not in allowed:
                 raise ValueError(f"visattn: {key!r} has {name}={metadata.get(name)!r}; expected one of {allowed}")
         _add_factory_kwargs(cls)
-        _REGISTRY[key] = ModuleInfo(key=key, cls=cls, defaults=_constructor_defaults(cls), **metadata)
+        _REGISTRY.add(key, _module_info(key, cls, **metadata))
         return cls
 
     return decorator
 
 
-def _ensure_loaded() -> None:
-    from . import modules  # noqa: F401  (importing registers every module)
-
-
 def _lookup(key: str) -> ModuleInfo:
-    _ensure_loaded()
-    try:
-        return _REGISTRY[key]
-    except KeyError:
-        close = difflib.get_close_matches(str(key).lower(), _REGISTRY, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(k) for k in close)}?" if close else ""
-        raise KeyError(f"visattn: unknown module {key!r}.{hint} `visattn.list_modules()` lists all keys.") from None
+    return _REGISTRY.get(key)
 
 
 def info(key: str) -> ModuleInfo:
@@ -196,12 +193,9 @@ def list_modules(pattern: str | None = None, role: str | None = None) -> list[st
         >>> list_modules("cb*")
         ['cbam']
     """
-    _ensure_loaded()
     if role is not None and role not in ROLES:
         raise ValueError(f"visattn: unknown role {role!r}; expected one of {ROLES}")
-    keys = sorted(_REGISTRY)
-    if pattern is not None:
-        keys = [k for k in keys if fnmatch.fnmatchcase(k, pattern)]
+    keys = _REGISTRY.keys(pattern)
     if role is not None:
         keys = [k for k in keys if _REGISTRY[k].role == role]
     return keys

@@ -9,9 +9,11 @@ Example:
 """
 
 from .attach import attach
+from .base import BACKBONES, AttentionBackbone, BackboneInfo, backbone_info, register_backbone
 from .blocks import POSITIONS, BasicBlock, Bottleneck, ZeroPadShortcut
 from .plain import PlainBlock, PlainCNN
 from .resnet import CifarResNet, ResNet, create, list_backbones
 
-__all__ = ["POSITIONS", "BasicBlock", "Bottleneck", "CifarResNet", "PlainBlock", "PlainCNN", "ResNet",
-           "ZeroPadShortcut", "attach", "create", "list_backbones"]
+__all__ = ["BACKBONES", "POSITIONS", "AttentionBackbone", "BackboneInfo", "BasicBlock", "Bottleneck", "CifarResNet",
+           "PlainBlock", "PlainCNN", "ResNet", "ZeroPadShortcut", "attach", "backbone_info", "create",
+           "list_backbones", "register_backbone"]

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .base import AttentionBackbone, register_backbone
 from .blocks import BasicBlock, conv3x3
-from .resnet import _BACKBONES, _Backbone
 
 __all__ = ["PlainBlock", "PlainCNN"]
 
@@ -70,7 +70,8 @@ class PlainBlock(BasicBlock):
         return self.attn(out) if self.position == "post" else out
 
 
-class PlainCNN(_Backbone):
+@register_backbone("plaincnn", family="plain")
+class PlainCNN(AttentionBackbone):
     r"""Conv stem + 3 stages of :class:`PlainBlock` (first block of each stage with stride 2) + pool + linear.
 
     Args:
@@ -145,6 +146,3 @@ class PlainCNN(_Backbone):
             raise ValueError(f"PlainCNN: built without global pooling for a {self.final_size[0]}x{self.final_size[1]} "
                              f"last map (input_size), got {x.shape[-2]}x{x.shape[-1]}: build it for this input size")
         return super().forward_head(x)
-
-
-_BACKBONES["plaincnn"] = PlainCNN

@@ -16,97 +16,20 @@ Stage k is ``layer{k}`` (the paper's conv{k+1}_x / res{k+1}).
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
-from .attach import Site, find_stages, insert
+from .attach import find_stages, insert
+from .base import BACKBONES, AttentionBackbone, backbone_variant, pair, register_backbone
 from .blocks import BasicBlock, Bottleneck, ZeroPadShortcut, conv1x1, conv3x3
 
 __all__ = ["ResNet", "CifarResNet", "create", "list_backbones", "stn_kwargs_for"]
 
-Size = tuple[int, int]
-
-
-def _down(n: int, stride: int) -> int:
-    """Output length of a conv / pool with kernel k, padding (k-1)/2 and ``stride`` (k = 1, 3, 7)."""
-    return (n - 1) // stride + 1
-
-
-def _pair(size: int | Iterable[int]) -> Size:
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
-
-
-class _Backbone(nn.Module):
-    """What the two ResNet families share: the transform slot, weight init, attention insertion."""
-
-    _visattn_transform_slot = True  # forward applies ``self.transform`` itself (attach needs no hook)
-    transform: nn.Module | None
-    num_stages: int
-    stem_strides: tuple[int, ...]  # strides of the stem's conv / pool layers
-
-    def _init_weights(self, zero_init_residual: bool) -> None:
-        # torchvision's initialisation, done before any attention module exists so that their own
-        # initialisation (zero-initialised last layers, gamma = 0) is kept.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, Bottleneck):
-                    nn.init.constant_(m.bn3.weight, 0)
-                elif isinstance(m, BasicBlock):
-                    nn.init.constant_(m.bn2.weight, 0)
-
-    def _block_sizes(self, sites: list[list[Site]], input_size: Size) -> dict[str, tuple[Size, Size]]:
-        h, w = input_size
-        for stride in self.stem_strides:
-            h, w = _down(h, stride), _down(w, stride)
-        sizes = {}
-        for site in (s for st in sites for s in st):
-            stride = int(site.block.stride)
-            out = (_down(h, stride), _down(w, stride))
-            sizes[site.name] = ((h, w), out)
-            h, w = out
-        return sizes
-
-    def _insert_attention(self, attention: str | None, attention_kwargs: Mapping[str, Any] | None, position: str,
-                          stages: Iterable[int] | None, blocks: Mapping[int, Iterable[int]] | None,
-                          input_size: int | Iterable[int], in_chans: int) -> None:
-        self.attention = attention
-        self.transform = None
-        if attention is None:
-            if attention_kwargs or position != "standard" or stages is not None or blocks is not None:
-                raise ValueError(f"{type(self).__name__}: attention_kwargs / position / stages / blocks need an "
-                                 "attention key")
-            return
-        input_size = _pair(input_size)
-        sites = find_stages(self)
-        insert(self, sites, attention, position=position, stages=stages, blocks=blocks,
-               sizes=self._block_sizes(sites, input_size), input_size=input_size, in_chans=in_chans,
-               kwargs=attention_kwargs)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Global average pooling and the classifier."""
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
-class ResNet(_Backbone):
+class ResNet(AttentionBackbone):
     r"""ImageNet ResNet / ResNeXt with torchvision's layout, and attention where its paper puts it.
 
     Args:
@@ -180,7 +103,7 @@ class ResNet(_Backbone):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-class CifarResNet(_Backbone):
+class CifarResNet(AttentionBackbone):
     r"""He et al.'s CIFAR ResNet (Sec. 4.2): a 3x3 stem and 3 stages of 16 / 32 / 64 channels, 2n blocks each.
 
     Depth 6n + 2 (20, 32, 44, 56, 110). The shortcut where the shape changes is option A of the paper
@@ -260,21 +183,26 @@ class CifarResNet(_Backbone):
         return self.layer3(self.layer2(self.layer1(x)))
 
 
-# --------------------------------------------------------------------------------------------- factory
+# --------------------------------------------------------------------------------------------- catalogue
+# One builder per name, registered with @register_backbone; other files add their own (plain.py).
 
-_BACKBONES: dict[str, Callable[..., nn.Module]] = {
-    "resnet18": partial(ResNet, BasicBlock, [2, 2, 2, 2]),
-    "resnet34": partial(ResNet, BasicBlock, [3, 4, 6, 3]),
-    "resnet50": partial(ResNet, Bottleneck, [3, 4, 6, 3]),
-    "resnet101": partial(ResNet, Bottleneck, [3, 4, 23, 3]),
-    "resnet152": partial(ResNet, Bottleneck, [3, 8, 36, 3]),
-    "resnext50_32x4d": partial(ResNet, Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4),
-    "resnet20": partial(CifarResNet, 20),
-    "resnet32": partial(CifarResNet, 32),
-    "resnet44": partial(CifarResNet, 44),
-    "resnet56": partial(CifarResNet, 56),
-    "resnet110": partial(CifarResNet, 110),
-}
+for _name, _doc, _fixed in (
+    ("resnet18", "ResNet-18, ImageNet layout (He et al., CVPR 2016).", dict(block=BasicBlock, layers=[2, 2, 2, 2])),
+    ("resnet34", "ResNet-34, ImageNet layout (He et al., CVPR 2016).", dict(block=BasicBlock, layers=[3, 4, 6, 3])),
+    ("resnet50", "ResNet-50, ImageNet layout (He et al., CVPR 2016).", dict(block=Bottleneck, layers=[3, 4, 6, 3])),
+    ("resnet101", "ResNet-101, ImageNet layout (He et al., CVPR 2016).",
+     dict(block=Bottleneck, layers=[3, 4, 23, 3])),
+    ("resnet152", "ResNet-152, ImageNet layout (He et al., CVPR 2016).",
+     dict(block=Bottleneck, layers=[3, 8, 36, 3])),
+    ("resnext50_32x4d", "ResNeXt-50 32x4d, ImageNet layout (Xie et al., CVPR 2017).",
+     dict(block=Bottleneck, layers=[3, 4, 6, 3], groups=32, width_per_group=4)),
+):
+    register_backbone(_name, family="resnet")(backbone_variant(ResNet, _name, _doc, **_fixed))
+
+for _depth in (20, 32, 44, 56, 110):
+    register_backbone(f"resnet{_depth}", family="cifar-resnet")(backbone_variant(
+        CifarResNet, f"resnet{_depth}", f"ResNet-{_depth}, CIFAR layout (He et al., CVPR 2016, Sec. 4.2).",
+        depth=_depth))
 
 
 def list_backbones(pattern: str | None = None) -> list[str]:
@@ -284,8 +212,7 @@ def list_backbones(pattern: str | None = None) -> list[str]:
         >>> list_backbones("resnet5*")
         ['resnet50', 'resnet56']
     """
-    names = sorted(_BACKBONES)
-    return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
+    return BACKBONES.keys(pattern or None)
 
 
 def stn_kwargs_for(input_size: int | Iterable[int]) -> dict[str, Any]:
@@ -300,7 +227,7 @@ def stn_kwargs_for(input_size: int | Iterable[int]) -> dict[str, Any]:
         >>> stn_kwargs_for(60)
         {'loc_channels': 20, 'loc_pool': 3}
     """
-    h, w = _pair(input_size)
+    h, w = pair(input_size)
     return {"loc_channels": 20, "loc_pool": max(1, min(h, w) // 20)}
 
 
@@ -350,13 +277,7 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
         >>> m(torch.randn(2, 1, 28, 28)).shape
         torch.Size([2, 10])
     """
-    try:
-        builder = _BACKBONES[name]
-    except KeyError:
-        close = difflib.get_close_matches(str(name).lower(), _BACKBONES, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(k) for k in close)}?" if close else ""
-        raise KeyError(f"visattn: unknown backbone {name!r}.{hint} `visattn.backbones.list_backbones()` "
-                       "lists all names.") from None
+    builder = BACKBONES.get(name).builder
     kwargs, module_kwargs = _split_module_kwargs(builder, name, attention, kwargs)
     if module_kwargs:
         twice = sorted(set(module_kwargs) & set(attention_kwargs or {}))
@@ -371,7 +292,7 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
     transform_input = kwargs.get("input_size")
     if transform is not None and transform_options.get("output_size") is not None:
         # the network after the transform sees the sampled grid (the STN paper's downsampling ST-CNN)
-        kwargs["input_size"] = _pair(transform_options["output_size"])
+        kwargs["input_size"] = pair(transform_options["output_size"])
     model = builder(attention=attention, attention_kwargs=attention_kwargs, position=position, stages=stages,
                     **kwargs)
     if transform is not None:
@@ -380,7 +301,7 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
         if info(transform).role != "transform":
             raise ValueError(f"create: transform must be a transform-role module (e.g. 'stn'), got {transform!r} "
                              f"({info(transform).role}); pass it as attention instead")
-        input_size = _pair(transform_input if transform_input is not None else
+        input_size = pair(transform_input if transform_input is not None else
                            224 if isinstance(model, ResNet) else 32)
         sizing = {}
         if transform == "stn" and transform_options.get("loc_net", "conv") == "paper":
