@@ -13,11 +13,12 @@ from __future__ import annotations
 from torch import nn
 
 from .backbone import DILATED_BACKBONES, DilatedResNet
-from .heads import HEADS, DecodeHead, create_head
+from .heads import HEADS, DecodeHead, HeadInfo, create_head, head_info, register_head
 from .model import Segmenter, default_channels
 from .unet import AttentionUNet, UNet
 
-__all__ = ["DILATED_BACKBONES", "DilatedResNet", "HEADS", "DecodeHead", "create_head", "Segmenter",
+__all__ = ["DILATED_BACKBONES", "DilatedResNet", "HEADS", "DecodeHead", "HeadInfo", "create_head", "head_info",
+           "register_head", "Segmenter",
            "default_channels", "UNet", "AttentionUNet", "create_segmenter", "list_heads", "MODELS"]
 
 #: Whole networks that are not a backbone + head.
