@@ -10,7 +10,23 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["load_cifar"]
+from .base import ImageData, image_stats
+from .datasets import ClassificationSource, register_dataset
+
+__all__ = ["load_cifar", "Cifar10", "Cifar100", "CIFAR10_CLASSES", "CIFAR100_CLASSES"]
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl", "boy",
+    "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock",
+    "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest",
+    "fox", "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion", "lizard",
+    "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange", "orchid",
+    "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy", "porcupine", "possum",
+    "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper",
+    "snail", "snake", "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone",
+    "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf",
+    "woman", "worm")
 
 _LAYOUT = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels",
@@ -60,3 +76,23 @@ def load_cifar(name: str, root: str | Path, split: str = "train") -> tuple[torch
     classes = ([c.decode() for c in _unpickle(meta_path)[names_key]] if meta_path.is_file()
                else [str(i) for i in range(int(torch.cat(labels).max()) + 1)])
     return torch.cat(images), torch.cat(labels), classes
+
+
+class _CifarSource(ClassificationSource):
+    def load(self, data_dir, *, image_size, memory_budget_mb, options):
+        tr_x, tr_y, classes = load_cifar(self.info.key, data_dir, "train")
+        te_x, te_y, _ = load_cifar(self.info.key, data_dir, "test")
+        mean, std = image_stats(tr_x)
+        return ImageData(tr_x, tr_y, classes, mean, std), ImageData(te_x, te_y, classes, mean, std)
+
+
+@register_dataset("cifar10", task="classification", channels=3, classes=CIFAR10_CLASSES, size=32,
+                  data_dir="pointing at the extracted python-version folder")
+class Cifar10(_CifarSource):
+    """CIFAR-10 (Krizhevsky, 2009): 50,000 training and 10,000 test RGB 32x32 images of 10 classes."""
+
+
+@register_dataset("cifar100", task="classification", channels=3, classes=CIFAR100_CLASSES, size=32,
+                  data_dir="pointing at the extracted python-version folder")
+class Cifar100(_CifarSource):
+    """CIFAR-100 (Krizhevsky, 2009): 50,000 training and 10,000 test RGB 32x32 images of 100 fine classes."""

@@ -30,8 +30,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ClutterSpec", "ClutteredImages", "RTS", "render", "item_centres", "item_geometry", "item_size_bound",
-           "uniforms"]
+from .base import ImageData, image_stats
+from .datasets import ClassificationSource, register_dataset
+from .fashion_mnist import CLASSES, load_fashion_mnist
+
+__all__ = ["ClutterSpec", "ClutteredImages", "ClutteredFashionMNIST", "RTS", "render", "item_centres",
+           "item_geometry", "item_size_bound", "uniforms"]
 
 ITEM = 28  # Fashion-MNIST images are 28 x 28
 #: The STN paper's RTS distortion: rotation up to +-45 degrees, scale 0.7-1.2.
@@ -334,3 +338,30 @@ class ClutteredImages:
             return torch.zeros(self.shape, dtype=torch.uint8)
         return torch.cat([render(self.source, self.indices[i:i + chunk], self.spec, self.split)
                           for i in range(0, len(self), chunk)])
+
+
+#: images rendered to estimate the normalisation of the cluttered set
+STATS_SAMPLE = 2048
+
+
+@register_dataset("cluttered-fashion-mnist", task="classification", channels=1, classes=CLASSES,
+                  takes_options=True)
+class ClutteredFashionMNIST(ClassificationSource):
+    """Cluttered Fashion-MNIST: each Fashion-MNIST item on a larger canvas among pieces of others (see module doc).
+
+    Options (``dataset_kwargs``) are :class:`ClutterSpec`'s fields; the canvas is 60x60 by default. Images are
+    rendered when a batch asks for them; the normalisation comes from the first 2,048 training images.
+    """
+
+    def load(self, data_dir, *, image_size, memory_budget_mb, options):
+        spec = ClutterSpec.from_options(options)
+        tr_src, tr_y = load_fashion_mnist("train", data_dir)
+        te_src, te_y = load_fashion_mnist("test", data_dir)
+        tr_x, te_x = ClutteredImages(tr_src, spec, "train"), ClutteredImages(te_src, spec, "test")
+        mean, std = image_stats(tr_x[torch.arange(min(len(tr_x), STATS_SAMPLE))])
+        classes = list(CLASSES)
+        return ImageData(tr_x, tr_y, classes, mean, std), ImageData(te_x, te_y, classes, mean, std)
+
+    def shape(self, image_size, options):
+        canvas = ClutterSpec.from_options(options).canvas
+        return 1, canvas, canvas

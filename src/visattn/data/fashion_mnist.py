@@ -16,10 +16,13 @@ from pathlib import Path
 
 import torch
 
+from .base import ImageData, image_stats
+from .datasets import ClassificationSource, register_dataset
 from .download import ChecksumError, download
 from .idx import IdxFormatError, read_idx
 
-__all__ = ["CLASSES", "FILES", "DatasetNotFoundError", "find_fashion_mnist", "load_fashion_mnist", "cache_dir"]
+__all__ = ["CLASSES", "FILES", "DatasetNotFoundError", "FashionMNIST", "find_fashion_mnist", "load_fashion_mnist",
+           "cache_dir"]
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -125,3 +128,19 @@ def load_fashion_mnist(split: str = "train", data_dir: str | Path | None = None,
         raise IdxFormatError(f"Fashion-MNIST in {folder}: images {tuple(images.shape)} and labels "
                              f"{tuple(labels.shape)} do not pair up")
     return images, labels.long()
+
+
+@register_dataset("fashion-mnist", task="classification", channels=1, classes=CLASSES, size=28)
+class FashionMNIST(ClassificationSource):
+    """Fashion-MNIST (Xiao et al., 2017): 60,000 training and 10,000 test grey 28x28 images of 10 clothing classes.
+
+    Found locally (``data_dir``, ``$VISATTN_DATA``, Debian's package, the cache) or downloaded; normalised
+    with the training split's mean and std.
+    """
+
+    def load(self, data_dir, *, image_size, memory_budget_mb, options):
+        tr_x, tr_y = load_fashion_mnist("train", data_dir)
+        te_x, te_y = load_fashion_mnist("test", data_dir)
+        tr_x, te_x, classes = tr_x.unsqueeze(1), te_x.unsqueeze(1), list(CLASSES)
+        mean, std = image_stats(tr_x)
+        return ImageData(tr_x, tr_y, classes, mean, std), ImageData(te_x, te_y, classes, mean, std)

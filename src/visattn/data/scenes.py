@@ -33,9 +33,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .base import SegData, SegMeta
+from .datasets import SegmentationSource, register_dataset
 from .fashion_mnist import CLASSES, load_fashion_mnist
 
-__all__ = ["SCENE_CLASSES", "SceneConfig", "make_scenes", "render_scenes", "class_balance"]
+__all__ = ["SCENE_CLASSES", "FashionScenes", "SceneConfig", "make_scenes", "render_scenes", "class_balance"]
 
 #: Class names of the scene labels: index 0 is the background, 1..10 Fashion-MNIST's classes.
 SCENE_CLASSES = ("background", *CLASSES)
@@ -156,3 +158,30 @@ def class_balance(labels: torch.Tensor, num_classes: int = len(SCENE_CLASSES)) -
     """Fraction of pixels of each class in ``labels``."""
     counts = torch.bincount(labels.flatten().long(), minlength=num_classes).double()
     return (counts / counts.sum()).tolist()
+
+
+def scene_data(split: str, count: int, size: int, data_dir, seed: int, mean=None, std=None) -> SegData:
+    """``count`` scenes of ``split`` in memory, normalised with ``mean`` / ``std`` (default: their own statistics)."""
+    images, masks = make_scenes(split, count, SceneConfig(size=size, seed=seed), data_dir)
+    if mean is None:
+        x = images.float().div_(255)
+        mean, std = (x.mean().item(),), (x.std().item(),)
+    return SegData(images, masks, list(SCENE_CLASSES), mean, std)
+
+
+@register_dataset("fashion-scenes", task="segmentation", channels=1, classes=SCENE_CLASSES)
+class FashionScenes(SegmentationSource):
+    """Fashion-MNIST scenes: real Fashion-MNIST items placed on a grey canvas, each pixel labelled with its item.
+
+    Made in memory, deterministic in (split, index, seed): ``train_limit`` training scenes (default 6,000) and
+    ``val_limit`` test scenes (default 1,000) of ``scene_size`` pixels, normalised with the training scenes'
+    statistics.
+    """
+
+    def meta(self, data_dir, *, scene_size, crop_size):
+        return SegMeta(1, list(SCENE_CLASSES), (scene_size, scene_size))
+
+    def load(self, data_dir, *, train_limit, val_limit, scene_size, scene_seed, subset_seed):
+        train = scene_data("train", train_limit or 6000, scene_size, data_dir, scene_seed)
+        val = scene_data("test", val_limit or 1000, scene_size, data_dir, scene_seed, train.mean, train.std)
+        return train, val

@@ -30,13 +30,19 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["SegDataError", "SegFolder", "voc_colormap", "VOC_CLASSES", "read_voc", "read_generic",
+from .base import SegMeta
+from .datasets import SegmentationSource, register_dataset
+from .subset import random_subset
+
+__all__ = ["SegDataError", "SegFolder", "FolderSource", "PascalVOC", "SegmentationFolder", "IMAGENET_MEAN",
+           "IMAGENET_STD", "voc_colormap", "VOC_CLASSES", "read_voc", "read_generic",
            "IGNORE_INDEX"]
 
 IGNORE_INDEX = 255
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
                "tvmonitor")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -230,3 +236,51 @@ def read_generic(root: str | Path, split: str, **kwargs) -> SegFolder:
             raise SegDataError(f"{mask}: no mask for image {image.name}")
         pairs.append((image, mask))
     return SegFolder(pairs, classes, **kwargs)
+
+
+class FolderSource(SegmentationSource):
+    """A segmentation data set on disk: :meth:`read` opens one split as a :class:`SegFolder`."""
+
+    #: the training and the validation split's names
+    splits = ("train", "val")
+
+    def read(self, root: str | Path, split: str) -> SegFolder:
+        """Split ``split`` under ``root``; each layout defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define read(root, split)")
+
+    def load(self, data_dir, *, train_limit, val_limit, scene_size, scene_seed, subset_seed):
+        if data_dir is None:
+            raise ValueError(f"{self.info.key} needs --data-dir" + (f" {self.info.data_dir}" if self.info.data_dir
+                                                                    else ""))
+        train, val = self.read(data_dir, self.splits[0]), self.read(data_dir, self.splits[1])
+        for folder, limit in ((train, train_limit), (val, val_limit)):
+            if limit:
+                n = len(folder.pairs)
+                keep = range(min(limit, n)) if subset_seed is None else random_subset(n, limit, subset_seed).tolist()
+                folder.pairs = [folder.pairs[i] for i in keep]
+        return train, val
+
+
+@register_dataset("voc", task="segmentation", channels=3, classes=VOC_CLASSES, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+class PascalVOC(FolderSource):
+    """Pascal VOC 2012 segmentation: JPEGImages/, SegmentationClass/ palette PNGs, ImageSets/Segmentation/*.txt."""
+
+    def read(self, root, split):
+        return read_voc(root, split)
+
+
+@register_dataset("seg-folder", task="segmentation", channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                  data_dir="with classes.txt, images/<split>/ and masks/<split>/")
+class SegmentationFolder(FolderSource):
+    """Your own images and masks: classes.txt, images/{train,val}/ and masks/{train,val}/ with class-index PNGs."""
+
+    def meta(self, data_dir, *, scene_size, crop_size):
+        if data_dir is None:
+            raise ValueError(f"seg-folder needs --data-dir {self.info.data_dir}")
+        path = Path(data_dir) / "classes.txt"
+        if not path.is_file():
+            raise SegDataError(f"{path}: not found (one class name per line; line k is class k)")
+        return SegMeta(3, [ln.strip() for ln in path.read_text().splitlines() if ln.strip()], (crop_size, crop_size))
+
+    def read(self, root, split):
+        return read_generic(root, split)

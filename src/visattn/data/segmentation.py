@@ -14,48 +14,21 @@ depend on the number of workers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .seg_folders import IGNORE_INDEX, SegDataError, SegFolder, read_generic, read_voc
-from .subset import random_subset
+from .base import SegData, SegMeta
+from .datasets import dataset_info, list_datasets
+from .seg_folders import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, SegDataError, SegFolder
 
 __all__ = ["SEG_DATASETS", "SegData", "SegBatchLoader", "FolderLoader", "SegMeta", "joint_augment",
            "load_segmentation", "segmentation_meta", "IGNORE_INDEX", "SegDataError"]
 
-#: Segmentation data sets: Fashion-MNIST scenes (made from the real Fashion-MNIST), Pascal VOC, images/ + masks/.
-SEG_DATASETS = ("fashion-scenes", "voc", "seg-folder")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-@dataclass
-class SegMeta:
-    """What a model needs to know before any data is read."""
-
-    in_chans: int
-    classes: list[str]
-    input_size: tuple[int, int]  # the training crop (the scene size for scenes)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-
-@dataclass
-class SegData:
-    """In-memory uint8 images ``(N, C, H, W)`` and uint8 masks ``(N, H, W)``, with class names and normalisation."""
-
-    images: torch.Tensor
-    masks: torch.Tensor
-    classes: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def __len__(self) -> int:
-        return len(self.masks)
+#: Segmentation data sets in registration order: Fashion-MNIST scenes (made from the real Fashion-MNIST), Pascal
+#: VOC, images/ + masks/, Cityscapes, ADE20K (:func:`~.datasets.list_datasets`).
+SEG_DATASETS = tuple(list_datasets("segmentation"))
 
 
 def joint_augment(image: torch.Tensor, mask: torch.Tensor, crop: tuple[int, int], generator: torch.Generator, *,
@@ -207,35 +180,10 @@ def _worker_message(err: Exception) -> str:
     return text.splitlines()[0] if text else repr(err)
 
 
-def _scene_data(split: str, count: int, size: int, data_dir, seed: int, mean=None, std=None) -> SegData:
-    from .scenes import SCENE_CLASSES, SceneConfig, make_scenes
-
-    images, masks = make_scenes(split, count, SceneConfig(size=size, seed=seed), data_dir)
-    if mean is None:
-        x = images.float().div_(255)
-        mean, std = (x.mean().item(),), (x.std().item(),)
-    return SegData(images, masks, list(SCENE_CLASSES), mean, std)
-
-
 def segmentation_meta(name: str, data_dir: str | Path | None = None, *, scene_size: int = 64,
                       crop_size: int = 512) -> SegMeta:
     """Input channels, classes and training input size of data set ``name``, without reading its images."""
-    if name == "fashion-scenes":
-        from .scenes import SCENE_CLASSES
-
-        return SegMeta(1, list(SCENE_CLASSES), (scene_size, scene_size))
-    if name == "voc":
-        from .seg_folders import VOC_CLASSES
-
-        return SegMeta(3, list(VOC_CLASSES), (crop_size, crop_size))
-    if name == "seg-folder":
-        if data_dir is None:
-            raise ValueError("seg-folder needs --data-dir with classes.txt, images/<split>/ and masks/<split>/")
-        path = Path(data_dir) / "classes.txt"
-        if not path.is_file():
-            raise SegDataError(f"{path}: not found (one class name per line; line k is class k)")
-        return SegMeta(3, [ln.strip() for ln in path.read_text().splitlines() if ln.strip()], (crop_size, crop_size))
-    raise ValueError(f"unknown segmentation dataset {name!r}; expected one of {SEG_DATASETS}")
+    return dataset_info(name, "segmentation").source().meta(data_dir, scene_size=scene_size, crop_size=crop_size)
 
 
 def load_segmentation(name: str, data_dir: str | Path | None = None, *, train_limit: int | None = None,
@@ -250,22 +198,9 @@ def load_segmentation(name: str, data_dir: str | Path | None = None, *, train_li
     segmentation sample has a mask, not one label, so it is not stratified by class), or the first files
     with ``subset_seed=None``, as runs recorded before did.
     """
-    if name == "fashion-scenes":
-        train = _scene_data("train", train_limit or 6000, scene_size, data_dir, scene_seed)
-        val = _scene_data("test", val_limit or 1000, scene_size, data_dir, scene_seed, train.mean, train.std)
-        return train, val
-    if name not in ("voc", "seg-folder"):
-        raise ValueError(f"unknown segmentation dataset {name!r}; expected one of {SEG_DATASETS}")
-    if data_dir is None:
-        raise ValueError(f"{name} needs --data-dir")
-    reader = read_voc if name == "voc" else read_generic
-    train, val = reader(data_dir, "train"), reader(data_dir, "val")
-    for folder, limit in ((train, train_limit), (val, val_limit)):
-        if limit:
-            n = len(folder.pairs)
-            keep = range(min(limit, n)) if subset_seed is None else random_subset(n, limit, subset_seed).tolist()
-            folder.pairs = [folder.pairs[i] for i in keep]
-    return train, val
+    return dataset_info(name, "segmentation").source().load(data_dir, train_limit=train_limit, val_limit=val_limit,
+                                                            scene_size=scene_size, scene_seed=scene_seed,
+                                                            subset_seed=subset_seed)
 
 
 def folder_stats(folder: SegFolder) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -1,7 +1,7 @@
 """ImageFolder data too large for memory: decoded from disk batch by batch in DataLoader worker processes.
 
 :class:`StreamedImageData` holds the file list instead of the pixels; :class:`StreamingLoader` yields
-exactly the batches :class:`~visattn.data.loader.BatchLoader` would yield for the same images: the
+exactly the batches :class:`~visattn.data.base.BatchLoader` would yield for the same images: the
 same order (shuffled per epoch from the seed, each DDP rank its own disjoint shard), the same batch-wise
 crop and flip from the same random generator, the same normalisation. Only the decoding moves: worker
 processes decode (Pillow, :func:`~visattn.data.image_folder.decode_image`) the images of the next batches
@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .base import BatchLoader, ImageData, augment_batch
 from .image_folder import decode_image
-from .loader import BatchLoader, augment_batch
 from .subset import stratified_subset
 
 __all__ = ["StreamedImageData", "StreamingLoader", "folder_statistics", "default_workers"]
@@ -30,7 +30,7 @@ __all__ = ["StreamedImageData", "StreamingLoader", "folder_statistics", "default
 class StreamedImageData:
     """Images on disk (``paths``, decoded to ``channels x size x size``), labels, classes and normalisation.
 
-    The file-backed counterpart of :class:`~visattn.data.loader.ImageData`: the same ``len``,
+    The file-backed counterpart of :class:`~visattn.data.base.ImageData`: the same ``len``,
     ``subset``, ``in_chans``, ``image_shape``, ``classes``, ``mean`` and ``std``; ``images`` is not held.
     """
 
@@ -42,7 +42,7 @@ class StreamedImageData:
     size: int
     channels: int = 3
 
-    #: images are decoded from disk batch by batch (:class:`~visattn.data.loader.ImageData` has them in memory)
+    #: images are decoded from disk batch by batch (:class:`~visattn.data.base.ImageData` has them in memory)
     in_memory = False
 
     def __len__(self) -> int:
@@ -51,7 +51,7 @@ class StreamedImageData:
     def subset(self, limit: int | None, seed: int | None = 0) -> StreamedImageData:
         """A class-stratified random ``limit`` of the samples (all when ``limit`` is None, the first if ``seed=None``).
 
-        The same samples as :meth:`ImageData.subset <visattn.data.loader.ImageData.subset>` picks.
+        The same samples as :meth:`ImageData.subset <visattn.data.base.ImageData.subset>` picks.
         """
         if limit is None or limit >= len(self):
             return self
@@ -72,9 +72,7 @@ class StreamedImageData:
         return (self.channels, self.size, self.size)
 
     def to_memory(self, workers: int | None = None):
-        """Every image decoded into an in-memory :class:`~visattn.data.loader.ImageData` (for small sets)."""
-        from .loader import ImageData
-
+        """Every image decoded into an in-memory :class:`~visattn.data.base.ImageData` (for small sets)."""
         chunks = [torch.arange(s, min(s + 256, len(self))) for s in range(0, len(self), 256)]
         images = [x for x, _ in _batches(self, chunks, workers)]
         return ImageData(torch.cat(images), self.labels, self.classes, self.mean, self.std)
@@ -140,7 +138,7 @@ def _batches(data: StreamedImageData, chunks, workers: int | None):
 
 
 class StreamingLoader(BatchLoader):
-    """:class:`~visattn.data.loader.BatchLoader` over a :class:`StreamedImageData`: the same batches.
+    """:class:`~visattn.data.base.BatchLoader` over a :class:`StreamedImageData`: the same batches.
 
     Args:
         data: the images on disk.
