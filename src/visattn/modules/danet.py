@@ -11,6 +11,7 @@ from torch import nn
 
 from ..layers import check_input
 from ..ops.attention import softmax_attention
+from ..ops.precision import compute_dtype
 from ..registry import register
 
 __all__ = ["PositionAttention", "ChannelAttention", "DualAttention"]
@@ -30,10 +31,6 @@ _DANET = dict(
     applied="matrix product",
     role="context",
 )
-
-
-def _float_dtype(t: torch.Tensor) -> torch.dtype:
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
 @register(
@@ -108,7 +105,7 @@ class PositionAttention(nn.Module):
         return q, k, v
 
     def _attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        cdt = _float_dtype(q)
+        cdt = compute_dtype(q)
         with torch.autocast(q.device.type, enabled=False):
             return self.attend(torch.matmul(q.to(cdt), k.to(cdt).transpose(1, 2)))  # [B, N, N], no scale
 
@@ -181,7 +178,7 @@ class ChannelAttention(nn.Module):
         self.attend = nn.Softmax(dim=-1)
 
     def _attention(self, xf: torch.Tensor) -> torch.Tensor:
-        cdt = _float_dtype(xf)
+        cdt = compute_dtype(xf)
         with torch.autocast(xf.device.type, enabled=False):
             xc = xf.to(cdt)
             e = torch.matmul(xc, xc.transpose(1, 2))  # [B, C, C]

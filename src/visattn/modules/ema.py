@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..layers import LayerType, Softmax32, check_input, create_norm
+from ..ops.precision import compute_dtype
 from ..registry import register
 
 __all__ = ["EMAttention"]
@@ -128,7 +129,7 @@ class EMAttention(nn.Module):
         Computed in float32 (float64 for float64 inputs), autocast off.
         """
         b, c = x.shape[:2]
-        cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
+        cdt = compute_dtype(x)
         grad_ctx = torch.no_grad() if self.stop_em_grad else contextlib.nullcontext()
         with torch.autocast(x.device.type, enabled=False), grad_ctx:
             feats = x.to(cdt).flatten(2)  # [B, C, N]

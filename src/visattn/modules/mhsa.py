@@ -14,6 +14,7 @@ from torch import nn
 
 from ..layers import check_input
 from ..ops.attention import softmax_attention
+from ..ops.precision import compute_dtype
 from ..registry import register
 
 __all__ = ["MultiHeadSelfAttention", "TransformerBlock", "sine_position_embedding"]
@@ -35,7 +36,7 @@ def sine_position_embedding(channels: int, height: int, width: int, *, temperatu
         torch.Size([1, 64, 3, 5])
     """
     npf = channels // 2
-    cdt = torch.float64 if dtype == torch.float64 else torch.float32
+    cdt = compute_dtype(dtype)
     y = torch.arange(1, height + 1, device=device, dtype=cdt) / (height + 1e-6) * (2 * math.pi)  # [H]
     x = torch.arange(1, width + 1, device=device, dtype=cdt) / (width + 1e-6) * (2 * math.pi)  # [W]
     i = torch.arange(npf, device=device, dtype=cdt)
@@ -198,7 +199,7 @@ class MultiHeadSelfAttention(nn.Module):
 
     def _energies(self, q, k, sdpa_mask):
         """Scaled energies plus mask, float32 (float64 for float64 inputs), ``(B, h, N, N)``."""
-        cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+        cdt = compute_dtype(q)
         with torch.autocast(q.device.type, enabled=False):
             s = torch.matmul(q.to(cdt), k.to(cdt).transpose(-2, -1)) / math.sqrt(self.head_dim)
             if sdpa_mask is not None:

@@ -12,6 +12,7 @@ from torch import nn
 from ..layers import LayerType, check_input, create_norm
 from ..ops.attention import softmax_attention
 from ..ops.pooling import CeilMaxPool2d
+from ..ops.precision import compute_dtype
 from ..registry import register
 
 __all__ = ["NonLocalBlock"]
@@ -164,7 +165,7 @@ class NonLocalBlock(nn.Module):
 
     def _weights(self, theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
         """``f / C(x)``, shape ``(B, HW, N)``; energies in float32 (float64 for float64 inputs)."""
-        cdt = torch.float64 if theta.dtype == torch.float64 else torch.float32
+        cdt = compute_dtype(theta)
         with torch.autocast(theta.device.type, enabled=False):
             theta, phi = theta.to(cdt), phi.to(cdt)
             if self.mode == "concatenation":

@@ -15,6 +15,7 @@ from torch import nn
 from ..layers import ConvNormAct, LayerType, check_input
 from ..ops.attention import softmax_attention
 from ..ops.pooling import CeilMaxPool2d
+from ..ops.precision import compute_dtype
 from ..registry import register
 
 __all__ = ["ObjectContext", "ASPObjectContext"]
@@ -86,7 +87,7 @@ class SelfAttentionContext(nn.Module):
         return q, k, v
 
     def _weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+        cdt = compute_dtype(q)
         with torch.autocast(q.device.type, enabled=False):
             e = torch.matmul(q.to(cdt), k.to(cdt).transpose(1, 2)) * self.key_channels ** -0.5  # [B, N, N]
             return self.attend(e)

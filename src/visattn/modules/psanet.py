@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import ConvNormAct, LayerType, Softmax32, check_input, create_norm, format_shape, reduced_channels
+from ..ops.precision import compute_dtype
 from ..ops.psa import psa_attention, psa_gather
 from ..registry import register
 
@@ -52,7 +53,7 @@ class _PSABranch(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """Soft-maxed attention ``(B, H'W' sources, H'W' targets)`` (the official buffer after its softmax)."""
         g = psa_gather(self.masks(self.reduced(x)))
-        a = self.attend(g.to(torch.float64 if g.dtype == torch.float64 else torch.float32))
+        a = self.attend(g.to(compute_dtype(g)))
         return a.transpose(1, 2) if self.mode == "collect" else a
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .precision import compute_dtype
+
 __all__ = ["softmax_attention", "blocked_attention", "plain_attention", "attention_weights", "default_block_size",
            "explicit_map_bytes", "EXPLICIT_MAX_BYTES"]
 
@@ -44,11 +46,6 @@ EXPLICIT_MAX_BYTES = 64 << 20
 
 #: Elements of one ``(batch, block, N)`` energy tile in :func:`blocked_attention` (8 MiB in float32).
 _TILE_ELEMENTS = 1 << 21
-
-
-def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """float64 if any input is float64, else float32 (energies of bf16 / fp16 inputs are float32)."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
 def _scale(q: torch.Tensor, scale: float | None) -> float:
@@ -62,7 +59,7 @@ def _compiling() -> bool:
 def explicit_map_bytes(q: torch.Tensor, k: torch.Tensor) -> int:
     """Bytes of the explicit ``(..., N, M)`` energy map of ``q``, ``k`` in the compute dtype (float32 / float64)."""
     lead = math.prod(q.shape[:-2])
-    return lead * q.shape[-2] * k.shape[-2] * torch.finfo(_compute_dtype(q, k)).bits // 8
+    return lead * q.shape[-2] * k.shape[-2] * torch.finfo(compute_dtype(q, k)).bits // 8
 
 
 def default_block_size(batch: int, n_keys: int) -> int:
@@ -78,7 +75,7 @@ def attention_weights(q: torch.Tensor, k: torch.Tensor, *, scale: float | None =
     dtype. ``attn_mask`` follows :func:`torch.nn.functional.scaled_dot_product_attention`: a bool mask is
     True where a query may attend to a key, a float mask is added to the energies.
     """
-    cdt = _compute_dtype(q, k)
+    cdt = compute_dtype(q, k)
     with torch.autocast(q.device.type, enabled=False):
         s = torch.matmul(q.to(cdt) * _scale(q, scale), k.to(cdt).transpose(-2, -1))  # [..., N, M]
         if attn_mask is not None:
@@ -118,7 +115,7 @@ class _BlockedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, scale: float, block: int):
-        cdt = _compute_dtype(q, k, v)
+        cdt = compute_dtype(q, k, v)
         b, n, _ = q.shape
         with torch.autocast(q.device.type, enabled=False):
             qs = (q.to(cdt) * scale).contiguous()  # [B, N, Dk]

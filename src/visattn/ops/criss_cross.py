@@ -23,12 +23,9 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["criss_cross_energies", "criss_cross_aggregate", "criss_cross_attention", "softmax_dtype"]
+from .precision import compute_dtype
 
-
-def softmax_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Dtype the energies are soft-maxed in: float64 for float64, float32 for everything else."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+__all__ = ["criss_cross_energies", "criss_cross_aggregate", "criss_cross_attention"]
 
 
 def criss_cross_energies(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -48,7 +45,7 @@ def criss_cross_energies(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     e_row = torch.matmul(q, k.transpose(2, 3))  # [B, H, W, W]: (B*H, W, C') @ (B*H, C', W)
     self_pos = torch.eye(h, dtype=torch.bool, device=q.device)  # [H, H]
     e_col = e_col.masked_fill(self_pos, float("-inf"))
-    cdt = softmax_dtype(q.dtype)
+    cdt = compute_dtype(q)
     return torch.cat((e_col.transpose(1, 2).to(cdt), e_row.to(cdt)), dim=-1)  # [B, H, W, H + W]
 
 

@@ -34,6 +34,8 @@ from collections.abc import Callable
 
 import torch
 
+from .precision import compute_dtype
+
 __all__ = ["psa_gather", "psa_mask", "psa_attention", "MODES"]
 
 #: The two re-indexings of the over-complete mask.
@@ -133,7 +135,7 @@ def psa_attention(mask: torch.Tensor, x: torch.Tensor, mode: str,
     """
     _check_mode(mode)
     b, c, h, w = x.shape
-    cdt = torch.float64 if mask.dtype == torch.float64 else torch.float32
+    cdt = compute_dtype(mask)
     g = psa_gather(mask).to(cdt)  # [B, HW, HW]
     if attend is None:
         a = torch.softmax(g, dim=-1 if mode == "collect" else 1)
