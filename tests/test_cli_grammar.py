@@ -6,7 +6,7 @@ import json
 import pytest
 
 import visattn
-from visattn.bench.factory import Spec, build_subject
+from visattn.bench.subjects import Spec, build_subject
 from visattn.cli import HelpFormatter, build_parser, main
 from visattn.spec import ModuleSpec, SpecError, parse_module, parse_modules
 

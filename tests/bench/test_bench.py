@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 import visattn
-from visattn.bench import BenchConfig, factory, run_bench, validate
-from visattn.bench.factory import Spec, build_subject
+from visattn.bench import BenchConfig, run_bench, subjects, validate
 from visattn.bench.flops import count_ops
 from visattn.bench.measure import MIN_SAMPLES, percentile, summarize, time_step
+from visattn.bench.subjects import Spec, build_subject
 from visattn.cli import build_parser, main
 
 C, SIZE, BATCH = 16, 8, 2
@@ -207,7 +207,7 @@ def test_every_registered_key_gets_its_inputs():
 
 
 def _raise_for(monkeypatch, bad_key: str, exc: Exception, at: str):
-    real = factory.build_module
+    real = subjects.build_module
 
     class Refuses(nn.Module):
         def forward(self, *inputs):
@@ -220,7 +220,7 @@ def _raise_for(monkeypatch, bad_key: str, exc: Exception, at: str):
             raise exc
         return Refuses()
 
-    monkeypatch.setattr(factory, "build_module", fake)
+    monkeypatch.setattr(subjects, "build_module", fake)
 
 
 @pytest.mark.parametrize("at", ["build", "forward"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-__all__ = ["Progress"]
+__all__ = ["BenchProgress"]
 
 
-class Progress:
+class BenchProgress:
     """Reports each finished measurement; silent when ``enabled`` is false.
 
     Args:
@@ -36,7 +36,7 @@ class Progress:
                 self._task = self._rich.add_task("visattn bench", total=total)
                 self._rich.start()
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> BenchProgress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -32,8 +32,8 @@ from collections.abc import Callable
 
 import torch
 
-from .factory import Spec, build_subject
 from .measure import forward_step, training_step
+from .subjects import Spec, build_subject
 
 __all__ = ["cuda_peak_bytes", "CpuMemoryProbe"]
 
