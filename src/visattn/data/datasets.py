@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..catalogue import Catalogue
+from ..catalogue import Catalogue, closest
 from .base import ImageData, SegMeta
 
 __all__ = ["DatasetInfo", "ClassificationSource", "SegmentationSource", "CATALOGUE", "TASKS", "register_dataset",
@@ -158,7 +158,9 @@ def dataset_info(name: str, task: str | None = None) -> DatasetInfo:
     names = list_datasets(task)
     what = "dataset" if task in (None, "classification") else "segmentation dataset"
     if name not in names:
-        raise ValueError(f"unknown {what} {name!r}; expected one of {tuple(names)}")
+        near = closest(name, names)
+        hint = f" (did you mean {', '.join(repr(n) for n in near)}?)" if near else ""
+        raise ValueError(f"unknown {what} {name!r}; expected one of {tuple(names)}{hint}")
     return CATALOGUE.get(name)
 
 
