@@ -93,8 +93,13 @@ def _read_image(path: Path, channels: int) -> torch.Tensor:
     return raw.view(h, w, channels).permute(2, 0, 1).contiguous()
 
 
-def _read_mask(path: Path, num_classes: int, palette: torch.Tensor | None) -> torch.Tensor:
-    """int64 ``(H, W)`` class indices, checked: values in [0, K) or the ignore index."""
+def _read_mask(path: Path, num_classes: int, palette: torch.Tensor | None,
+               reduce_zero_label: bool = False) -> torch.Tensor:
+    """int64 ``(H, W)`` class indices, checked: values in [0, K) or the ignore index.
+
+    ``reduce_zero_label``: the file's 0 means "no label" and class k is stored as k + 1 (ADE20K): 0 becomes
+    the ignore index and every other value drops by one, before the check.
+    """
     try:
         with _pil().open(path) as img:
             mode = img.mode
@@ -129,6 +134,9 @@ def _read_mask(path: Path, num_classes: int, palette: torch.Tensor | None) -> to
             lut[c] = table[c]
         return lut[codes]
     mask = raw.long()
+    if reduce_zero_label:
+        mask = torch.where(mask == 0, IGNORE_INDEX, mask - 1)
+        mask = torch.where(mask == IGNORE_INDEX - 1, IGNORE_INDEX, mask)  # the file's 255 stays "ignore"
     used = mask.unique()
     bad = used[(used >= num_classes) & (used != IGNORE_INDEX)]
     if len(bad):
@@ -152,19 +160,37 @@ class SegFolder(torch.utils.data.Dataset):
         channels: 3 (RGB) or 1 (grey).
         palette: colour map for RGB or palette masks (VOC's), or ``None`` (masks hold indices).
         transform: ``(uint8 image (C, H, W), int64 mask (H, W), index) -> sample``; identity by default.
-        check_sizes: compare every image's and mask's size now (header reads only).
+        check_sizes: compare every image's and mask's size now (header reads only); :attr:`sizes` keeps them.
+        reduce_zero_label: the masks store class k as k + 1 and 0 for "no label" (ADE20K's convention).
+
+    Attributes:
+        sizes: ``(width, height)`` of every image when ``check_sizes``, else ``None``.
     """
 
     def __init__(self, pairs: list[tuple[Path, Path]], classes: list[str], *, channels: int = 3,
-                 palette: torch.Tensor | None = None, transform: Callable | None = None, check_sizes: bool = True):
+                 palette: torch.Tensor | None = None, transform: Callable | None = None, check_sizes: bool = True,
+                 reduce_zero_label: bool = False):
         self.pairs, self.classes, self.channels, self.palette = pairs, list(classes), channels, palette
-        self.transform = transform
+        self.transform, self.reduce_zero_label = transform, reduce_zero_label
+        self.sizes: list[tuple[int, int]] | None = None
         if check_sizes:
+            self.sizes = []
             for image, mask in pairs:
                 si, sm = _image_size(image), _image_size(mask)
                 if si != sm:
                     raise SegDataError(f"{mask}: mask size {sm[0]}x{sm[1]} differs from its image {image.name} "
                                        f"({si[0]}x{si[1]})")
+                self.sizes.append(si)
+
+    def keep(self, indices: list[int] | range) -> None:
+        """Keep only the samples at ``indices`` (a subset for ``--train-limit`` / ``--val-limit``)."""
+        self.pairs = [self.pairs[i] for i in indices]
+        if self.sizes is not None:
+            self.sizes = [self.sizes[i] for i in indices]
+
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """``(width, height)`` of every image (from :attr:`sizes`, or read from the headers now)."""
+        return list(self.sizes) if self.sizes is not None else [_image_size(image) for image, _ in self.pairs]
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -177,7 +203,7 @@ class SegFolder(torch.utils.data.Dataset):
         """uint8 image ``(C, H, W)`` and int64 mask ``(H, W)`` of sample ``index``, checked."""
         image_path, mask_path = self.pairs[index]
         image = _read_image(image_path, self.channels)
-        mask = _read_mask(mask_path, self.num_classes, self.palette)
+        mask = _read_mask(mask_path, self.num_classes, self.palette, self.reduce_zero_label)
         if tuple(image.shape[-2:]) != tuple(mask.shape):
             raise SegDataError(f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "
                                f"{image_path.name} ({image.shape[2]}x{image.shape[1]})")
@@ -257,7 +283,7 @@ class FolderSource(SegmentationSource):
             if limit:
                 n = len(folder.pairs)
                 keep = range(min(limit, n)) if subset_seed is None else random_subset(n, limit, subset_seed).tolist()
-                folder.pairs = [folder.pairs[i] for i in keep]
+                folder.keep(keep)
         return train, val
 
 

@@ -23,7 +23,7 @@ from .base import SegData, SegMeta
 from .datasets import dataset_info, list_datasets
 from .seg_folders import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, SegDataError, SegFolder
 
-__all__ = ["SEG_DATASETS", "SegData", "SegBatchLoader", "FolderLoader", "SegMeta", "joint_augment",
+__all__ = ["SEG_DATASETS", "check_crop", "SegData", "SegBatchLoader", "FolderLoader", "SegMeta", "joint_augment",
            "load_segmentation", "segmentation_meta", "IGNORE_INDEX", "SegDataError"]
 
 #: Segmentation data sets in registration order: Fashion-MNIST scenes (made from the real Fashion-MNIST), Pascal
@@ -142,6 +142,8 @@ class FolderLoader:
         self.folder, self.shuffle, self.seed, self.rank, self.world_size = folder, shuffle, seed, rank, world_size
         self.batch_size = batch_size if crop is not None else 1
         self.drop_last, self.workers, self.epoch, self.pad_shards = drop_last, workers, 0, pad_shards
+        if crop is not None:
+            check_crop(folder, crop)
         self.transform = _Normalise(mean, std, crop, seed, flip)
         folder.transform = self.transform
 
@@ -170,6 +172,25 @@ class FolderLoader:
             shutdown = getattr(iterator, "_shutdown_workers", None)
             if shutdown is not None:
                 shutdown()
+
+
+def check_crop(folder: SegFolder, crop: tuple[int, int]) -> None:
+    """Refuse a training crop larger than the folder's smallest image (it would train on padding).
+
+    Raises:
+        ValueError: one line naming the smallest image and the largest crop that fits.
+    """
+    sizes = folder.image_sizes()
+    if not sizes:
+        return
+    ch, cw = crop
+    min_w, min_h = min(w for w, _ in sizes), min(h for _, h in sizes)
+    if ch > min_h or cw > min_w:
+        i = min(range(len(sizes)), key=lambda k: min(sizes[k][1] - ch, sizes[k][0] - cw))
+        w, h = sizes[i]
+        raise ValueError(f"crop {ch}x{cw} is larger than the training images (the smallest, "
+                         f"{folder.pairs[i][0].name}, is {h}x{w} pixels): the crops would be mostly padding; "
+                         f"use a crop of at most {min_h}x{min_w} (--crop-size {min(min_h, min_w)})")
 
 
 def _worker_message(err: Exception) -> str:
