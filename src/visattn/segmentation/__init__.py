@@ -15,11 +15,12 @@ from torch import nn
 from .backbone import DILATED_BACKBONES, DilatedResNet
 from .heads import HEADS, DecodeHead, HeadInfo, create_head, head_info, register_head
 from .model import Segmenter, default_channels
+from .timm_encoder import TIMM_PREFIX, TimmEncoder
 from .unet import AttentionUNet, UNet
 
 __all__ = ["DILATED_BACKBONES", "DilatedResNet", "HEADS", "DecodeHead", "HeadInfo", "create_head", "head_info",
            "register_head", "Segmenter",
-           "default_channels", "UNet", "AttentionUNet", "create_segmenter", "list_heads", "MODELS"]
+           "default_channels", "TimmEncoder", "UNet", "AttentionUNet", "create_segmenter", "list_heads", "MODELS"]
 
 #: Whole networks that are not a backbone + head.
 MODELS = ("unet", "attention_unet")
@@ -37,7 +38,8 @@ def create_segmenter(head: str, num_classes: int, *, backbone: str = "resnet50",
     Args:
         head: a decode head (:data:`HEADS`) or ``unet`` / ``attention_unet``.
         num_classes: classes.
-        backbone: ``resnet18/50/101`` or ``tiny`` (ignored by the U-Nets; ``tiny`` gives them base width 16).
+        backbone: ``resnet18/50/101``, ``tiny`` or ``timm:NAME`` (a timm encoder); ignored by the U-Nets
+            (``tiny`` gives them base width 16).
         in_chans: input channels.
         **kwargs: :class:`Segmenter` arguments (``output_stride``, ``aux``, ``input_size``, ...) or the U-Net's
             (``base_width``, ``depth``).
@@ -46,9 +48,15 @@ def create_segmenter(head: str, num_classes: int, *, backbone: str = "resnet50",
         kwargs.pop("input_size", None)
         kwargs.pop("output_stride", None)
         kwargs.pop("aux", None)
+        if kwargs.pop("eval_mode", "whole") != "whole":
+            raise ValueError(f"{head}: sliding-window evaluation is the decode heads' Segmenter's; a U-Net "
+                             "predicts whole images")
+        kwargs.pop("crop_size", None)
+        kwargs.pop("stride", None)
         kwargs.setdefault("base_width", 16 if backbone == "tiny" else 64)
         cls = AttentionUNet if head == "attention_unet" else UNet
         return cls(num_classes, in_chans=in_chans, **kwargs)
-    if backbone not in DILATED_BACKBONES:
-        raise ValueError(f"unknown segmentation backbone {backbone!r}; choose from {', '.join(DILATED_BACKBONES)}")
+    if backbone not in DILATED_BACKBONES and not backbone.startswith(TIMM_PREFIX):
+        raise ValueError(f"unknown segmentation backbone {backbone!r}; choose from {', '.join(DILATED_BACKBONES)} "
+                         "or timm:NAME")
     return Segmenter(head, num_classes, backbone=backbone, in_chans=in_chans, **kwargs)
