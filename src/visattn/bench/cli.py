@@ -9,9 +9,9 @@ import sys
 import torch
 
 from ..cli import CLIError, add_device_argument, add_quiet_argument, module_list
-from .bench_progress import BenchProgress
 from .environment import cpu_model
 from .plots import MISSING_MATPLOTLIB, have_matplotlib, plot_overhead, plot_scaling
+from .progress import Progress
 from .report import print_table, write_csv, write_json, write_markdown
 from .runner import BenchConfig, run_bench
 from .subjects import BASELINES, DTYPES
@@ -170,7 +170,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         memory=not args.no_memory, threads=args.threads, max_time=args.max_time)
     if args.threads:
         torch.set_num_threads(args.threads)
-    progress = BenchProgress(0, enabled=not args.quiet)  # -q / --quiet / --no-progress
+    progress = Progress(0, enabled=not args.quiet)  # -q / --quiet / --no-progress
     where = torch.cuda.get_device_name(device) if device != "cpu" else cpu_model()
     progress.note(f"visattn bench: {len(keys)} module(s) x {len(sizes)} size(s), C={args.channels}, batch "
                   f"{args.batch}, {args.dtype} on {device} ({where}, threads: {torch.get_num_threads()}), "

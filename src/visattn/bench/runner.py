@@ -22,12 +22,12 @@ import visattn
 
 from ..spec import parse_module
 from .allocator import pin_allocator
-from .bench_progress import BenchProgress
 from .environment import environment
 from .flops import ELEMENTWISE_DEFINITION, FLOPS_DEFINITION, count_ops
 from .measure import forward_step, summarize, time_step, training_step
 from .memory import CpuMemoryProbe, cuda_peak_bytes
 from .peers import peers_for
+from .progress import Progress
 from .report import fmt_ms
 from .subjects import BASELINES, Spec, build_subject
 
@@ -114,7 +114,7 @@ def _empty() -> dict:
 
 
 class _Runner:
-    def __init__(self, cfg: BenchConfig, progress: BenchProgress):
+    def __init__(self, cfg: BenchConfig, progress: Progress):
         self.cfg = cfg
         self.progress = progress
         self.cuda = torch.device(cfg.device).type == "cuda"
@@ -210,7 +210,7 @@ def _size_label(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def run_bench(cfg: BenchConfig, *, progress: BenchProgress | None = None) -> dict:
+def run_bench(cfg: BenchConfig, *, progress: Progress | None = None) -> dict:
     """Run the benchmark and return its report (the JSON document :mod:`.schema` describes).
 
     Example:
@@ -231,7 +231,7 @@ def run_bench(cfg: BenchConfig, *, progress: BenchProgress | None = None) -> dic
     # peers are built at their defaults: compare them only with modules at theirs
     peer_jobs = {label: peers_for(m.key) if cfg.peers and not m.kwargs else () for label, m in modules.items()}
     total = len(cfg.sizes) * (len(cfg.keys) + (cfg.baseline is not None) + sum(map(len, peer_jobs.values())))
-    progress = progress or BenchProgress(total, enabled=False)
+    progress = progress or Progress(total, enabled=False)
     progress.set_total(total)
     environment_now = environment(cfg.device)  # with the run's thread count
     started = datetime.datetime.now(datetime.timezone.utc)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-__all__ = ["BenchProgress"]
+__all__ = ["Progress"]
 
 
-class BenchProgress:
+class Progress:
     """Reports each finished measurement; silent when ``enabled`` is false.
 
     Args:
@@ -36,7 +36,7 @@ class BenchProgress:
                 self._task = self._rich.add_task("visattn bench", total=total)
                 self._rich.start()
 
-    def __enter__(self) -> BenchProgress:
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:
