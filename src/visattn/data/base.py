@@ -132,8 +132,12 @@ class BatchLoader:
         batch_size: images per batch (per process under DDP).
         shuffle: reshuffle every epoch (seeded by ``seed`` and the epoch, the same on every rank).
         augment: random crop with ``pad`` and horizontal flip.
-        rank, world_size: this process's shard of each epoch (DistributedSampler's contract: every rank
-            gets ``ceil(N / world_size)`` samples, padding by wrapping around).
+        pad: the random crop's padding, in pixels.
+        flip: random horizontal flips (with ``augment``).
+        seed: the shuffling and augmentation seed.
+        rank: this process's shard of each epoch (DistributedSampler's contract: every rank gets
+            ``ceil(N / world_size)`` samples, padding by wrapping around).
+        world_size: the number of processes sharing each epoch.
         drop_last: drop a last incomplete batch (training).
     """
 
