@@ -235,28 +235,71 @@ def _section_code(page: Path, heading: str) -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def test_contributing_module_example_registers_and_keeps_the_contract():
-    """The page's toy module, loaded as a file of visattn.modules, is listed, built, and keeps the contract."""
+def _run_example(heading: str, package: str) -> None:
+    """Run the contributing page's example under ``heading`` as a file of ``package`` would run."""
+    code = _section_code(ROOT / "docs" / "contributing.md", heading)
+    namespace = {"__name__": f"{package}.docs_example", "__package__": package}
+    exec(compile(code, f"contributing.md: {heading}", "exec"), namespace)  # noqa: S102 - the page's own code
+
+
+@pytest.fixture
+def catalogues():
+    """The four catalogues, and the toy names the page adds, taken out again afterwards."""
+    import visattn
+    from visattn import registry
+    from visattn.backbones import BACKBONES
+    from visattn.data import CATALOGUE as DATASETS
+    from visattn.segmentation import HEADS
+
+    visattn.list_modules()  # load every real entry first
+    added = {"toy": registry._REGISTRY, "toy_net": BACKBONES, "toy_head": HEADS, "toy-squares": DATASETS}
+    for key, catalogue in added.items():
+        assert key not in catalogue
+    yield added
+    for key, catalogue in added.items():
+        if key in catalogue:
+            catalogue.remove(key)
+
+
+def test_contributing_module_example_registers_and_keeps_the_contract(catalogues):
+    """The page's toy module, run as a file of visattn.modules, is listed, built and computes its equation."""
     import torch
 
     import visattn
-    from visattn import registry
 
-    code = _section_code(ROOT / "docs" / "contributing.md", "Adding a module")
-    name = "visattn.modules.docs_toy_example"
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    module = importlib.util.module_from_spec(spec)
-    module.__package__ = "visattn.modules"
-    visattn.list_modules()  # load the real modules first
-    try:
-        exec(compile(code, "contributing.md", "exec"), module.__dict__)
-        assert "toy" in visattn.list_modules()
-        toy = visattn.create("toy", 8, dtype=torch.float64)
-        x = torch.randn(2, 8, 5, 7, dtype=torch.float64)
-        assert torch.allclose(toy(x), x * torch.sigmoid(x.mean(1, keepdim=True)))
-        with pytest.raises(ValueError, match="ToyAttention"):
-            toy(torch.randn(2, 4, 5, 7, dtype=torch.float64))
-        assert visattn.info("toy").parameter_free
-    finally:
-        registry._REGISTRY.pop("toy", None)
-    assert "toy" not in visattn.list_modules()
+    _run_example("Adding a module", "visattn.modules")
+    assert "toy" in visattn.list_modules()
+    toy = visattn.create("toy", 8, dtype=torch.float64)
+    x = torch.randn(2, 8, 5, 7, dtype=torch.float64)
+    assert torch.allclose(toy(x), x * torch.sigmoid(x.mean(1, keepdim=True)))
+    with pytest.raises(ValueError, match="ToyAttention"):
+        toy(torch.randn(2, 4, 5, 7, dtype=torch.float64))
+    assert visattn.info("toy").parameter_free
+
+
+def test_contributing_backbone_head_and_dataset_examples_are_found(catalogues):
+    """The page's toy backbone, decode head and data set are listed and built by the ordinary entry points."""
+    import torch
+
+    from visattn import backbones, data, segmentation
+    from visattn.data.loader import load_dataset
+
+    for heading in ("Adding a backbone", "Adding a decode head", "Adding a data set"):
+        _run_example(heading, "visattn_contrib_examples")
+    assert "toy_net" in backbones.list_backbones()
+    net = backbones.create("toy_net", num_classes=3, in_chans=1)
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+    assert "toy_head" in segmentation.list_heads()
+    head = segmentation.HEADS.get("toy_head").cls(16, 8, 5)
+    assert head(torch.randn(2, 16, 6, 6)).shape == (2, 5, 6, 6)
+    assert "toy-squares" in data.list_datasets()
+    train, val = load_dataset("toy-squares")
+    assert len(train) == 8 and train.classes == ["dark", "bright"]
+
+
+def test_the_contributing_examples_are_gone_afterwards():
+    import visattn
+    from visattn import backbones, data, segmentation
+
+    assert "toy" not in visattn.list_modules() and "toy_net" not in backbones.list_backbones()
+    assert "toy_head" not in segmentation.list_heads() and "toy-squares" not in data.list_datasets()
