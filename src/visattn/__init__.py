@@ -15,12 +15,15 @@ import importlib
 from typing import Any
 
 from .backbones.attach import attach
+from .backbones.external import create_classifier
 from .factory import layer
 from .registry import ModuleInfo, create, info, list_modules, register
+from .weights import load_pretrained
 
 __version__ = "0.1.0"
 
-__all__ = ["ModuleInfo", "create", "info", "list_modules", "register", "attach", "layer", "__version__"]
+__all__ = ["ModuleInfo", "create", "info", "list_modules", "register", "attach", "layer", "create_classifier",
+           "load_pretrained", "__version__"]
 
 #: subpackages reachable as ``visattn.<name>`` without importing them first.
 _SUBPACKAGES = ("backbones", "bench", "data", "layers", "modules", "ops", "train", "viz")

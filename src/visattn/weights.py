@@ -76,7 +76,12 @@ class LoadReport:
         out = [f"pretrained {self.source}: {self.loaded} tensors loaded"
                + (f", {len(self.unused)} in the file unused ({', '.join(self.unused[:3])}"
                   + (", ..." if len(self.unused) > 3 else "") + ")" if self.unused else "")]
-        out += [f"  starts fresh: {name} ({why})" for name, why in self.fresh.items()]
+        by_reason: dict[str, list[str]] = {}
+        for name, why in self.fresh.items():
+            by_reason.setdefault(why, []).append(name)
+        for why, names in by_reason.items():  # eight CBAMs are one line, not eight
+            shown = ", ".join(names[:3]) + (f", ... ({len(names)} modules)" if len(names) > 3 else "")
+            out.append(f"  starts fresh: {shown} ({why})")
         out += [f"  adapted: {name} ({how})" for name, how in self.adapted.items()]
         return out
 

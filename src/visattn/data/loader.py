@@ -70,6 +70,8 @@ def make_loader(data, batch_size: int, **kwargs) -> BatchLoader:
     """
     if isinstance(data, ImageData):
         return BatchLoader(data, batch_size, **kwargs)
+    if hasattr(data, "loader"):  # data that brings its own loader (ImageFiles: real resolution, decoded in workers)
+        return data.loader(batch_size, **kwargs)
     return StreamingLoader(data, batch_size, **kwargs)
 
 

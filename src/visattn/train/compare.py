@@ -322,6 +322,14 @@ def describe_recipe(base: TrainConfig, seeds: int) -> str:
             f"lr {base.lr} ({base.schedule}), {seeds} seed(s)")
 
 
+def _which(base: TrainConfig) -> str:
+    """How a limit picked its images: the first (runs recorded before; generated scenes), or a seeded random subset."""
+    if base.subset_seed is None or base.dataset == "fashion-scenes":
+        return "the first"
+    kind = "random" if base.task == "segmentation" else "class-stratified random"
+    return f"a {kind} subset (seed {base.subset_seed}) of"
+
+
 def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Leaderboard") -> str:
     """Markdown tables: one for a comparison, one per ablation group (the SE paper's layout)."""
     gpu = any("latency_gpu_ms" in r for r in rows)
@@ -342,8 +350,9 @@ def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Lead
              f"{what} on {where}, {base.epochs} epoch(s), batch {base.batch_size}, lr {base.lr} ({base.schedule})"
              + (f", decode head at {base.head_lr_mult:g}x the lr" if base.task == "segmentation"
                 and base.head_lr_mult != 1 else "") + f", {seeds} seed(s) each"
-             + (f", the first {base.train_limit:,} training images" if base.train_limit else ", all training images")
-             + (f", the first {base.val_limit:,} test images" if base.val_limit else ", all test images")
+             + (f", {_which(base)} {base.train_limit:,} training images" if base.train_limit
+                else ", all training images")
+             + (f", {_which(base)} {base.val_limit:,} test images" if base.val_limit else ", all test images")
              + (f"; data set options {base.dataset_kwargs}" if base.dataset_kwargs else "")
              + (f"; {base.transform} at the input of every network" if base.transform else "")
              + f". Δ: {title_metric.split()[0]} minus the reference's, per seed (the same seed gives both runs the "

@@ -17,7 +17,8 @@ NOT_RECIPE = ("epochs", "data_dir", "device", "workers", "memory_budget_mb", "ev
 #: Recipe fields added after the first release, with their defaults (left out of :meth:`TrainConfig.digest`).
 _LATER_FIELDS = {"dataset_kwargs": {}, "transform": None, "transform_lr_scale": 0.1, "zero_init_residual": False,
                  "opt": "sgd", "warmup_epochs": 0.0, "mixup": 0.0, "cutmix": 0.0, "model_ema": False,
-                 "model_ema_decay": 0.9998, "accum_steps": 1}
+                 "model_ema_decay": 0.9998, "accum_steps": 1,
+                 "where": None, "replace": False, "pretrained": None, "img_size": None, "subset_seed": None}
 #: ``opt`` choices (see :mod:`visattn.train.recipe`).
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -37,6 +38,15 @@ class TrainConfig:
     # net died in our runs (theta became the same for every image), so it learns 10x slower by default
     transform_lr_scale: float = 0.1
     zero_init_residual: bool = False  # zero the last BN of each residual branch (torchvision's option)
+    # the practitioner's path: any backbone (timm:NAME, tv:NAME), attach's where / replace, pretrained weights
+    # (a state_dict file or a run folder), real resolution for image folders (RandomResizedCrop / centre crop)
+    where: str | None = None
+    replace: bool = False
+    pretrained: str | None = None
+    img_size: int | None = None
+    # --train-limit / --val-limit draw a class-stratified random subset from this seed; None: the first samples
+    # (runs recorded before subsets were stratified have no subset_seed in their config.json and read as None)
+    subset_seed: int | None = 0
     data_dir: str | None = None
     epochs: int = 1
     batch_size: int = 128
@@ -134,6 +144,29 @@ class TrainConfig:
             raise ValueError(f"head_lr_mult must be positive, got {self.head_lr_mult}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        self._check_practitioner_fields()
+
+    def _check_practitioner_fields(self) -> None:
+        if self.train_limit is None and self.val_limit is None:
+            self.subset_seed = None  # no subset: nothing to draw (and the run's name stays what it was)
+        if self.img_size is not None:
+            if self.img_size < 8:
+                raise ValueError(f"img_size must be >= 8, got {self.img_size}")
+            if self.dataset != "image-folder" or self.task != "classification":
+                raise ValueError(f"img_size (real resolution: RandomResizedCrop / resize + centre crop) applies to "
+                                 f"image-folder classification; {self.dataset} has its own image size")
+        if self.task == "segmentation" and (self.where or self.replace or self.pretrained):
+            raise ValueError("where / replace / pretrained apply to classification runs")
+        if (self.where or self.replace) and self.attention is None:
+            raise ValueError("where / replace need an attention module")
+        if ":" in self.backbone and self.task == "classification":
+            from ..backbones.external import split_backbone_name
+
+            split_backbone_name(self.backbone)  # an unknown prefix fails here; an unknown name when it is built
+            if self.dataset == "image-folder" and self.img_size is None:
+                from ..backbones.external import preprocessing_for
+
+                self.img_size = int(preprocessing_for(self.backbone)["input_size"][0])  # the weights' own size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,6 +174,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
+        if "subset_seed" not in data:  # recorded before limits were stratified: they took the first samples
+            data = {**data, "subset_seed": None}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def same_run(self, other: TrainConfig) -> bool:

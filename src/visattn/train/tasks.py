@@ -73,14 +73,45 @@ class ClassificationTask(Task):
     def load_data(self, config: TrainConfig):
         from . import trainer  # looked up there at call time, so that one patch point serves tests and tools
 
+        if config.img_size is not None:  # an image folder at real resolution, decoded in DataLoader workers
+            return self._image_files(config)
         return trainer.load_dataset(config.dataset, config.data_dir, train_limit=config.train_limit,
                                     val_limit=config.val_limit, image_size=config.image_size,
-                                    memory_budget_mb=config.memory_budget_mb, dataset_kwargs=config.dataset_kwargs)
+                                    memory_budget_mb=config.memory_budget_mb, dataset_kwargs=config.dataset_kwargs,
+                                    subset_seed=config.subset_seed)
+
+    @staticmethod
+    def _image_files(config: TrainConfig):
+        from ..backbones.external import preprocessing_for
+        from ..data.image_files import load_image_files
+        from ..data.loader import check_data_dir
+
+        if config.data_dir is None:
+            raise ValueError("image-folder needs --data-dir with train/ and val/ (or test/) class folders")
+        check_data_dir(config.data_dir)
+        weights = preprocessing_for(config.backbone)  # timm's pretrained_cfg / torchvision's meta; None: own nets
+        options = {} if weights is None else {"mean": weights["mean"], "std": weights["std"],
+                                              "crop_pct": weights["crop_pct"],
+                                              "interpolation": weights["interpolation"]}
+        train, val = load_image_files(config.data_dir, config.img_size, **options)
+        seed = 0 if config.subset_seed is None else config.subset_seed
+        return train.subset(config.train_limit, seed), val.subset(config.val_limit, seed)
 
     def build_model(self, config: TrainConfig, train) -> nn.Module:
-        from .trainer import build_model
+        from ..backbones.external import check_input_size
+        from .trainer import build_classifier
 
-        return build_model(config, train.in_chans, len(train.classes), train.image_shape[-2:])
+        model, self.spec = build_classifier(config, train.in_chans, len(train.classes), train.image_shape[-2:])
+        check_input_size(model, train.in_chans, train.image_shape[-2:], name=config.backbone)
+        return model
+
+    def run_info(self, config: TrainConfig, train) -> dict[str, Any]:
+        """What a run folder keeps to rebuild and use its model: model spec, preprocessing, class names."""
+        preprocessing = getattr(train, "preprocessing", None) or {
+            "input_size": list(train.image_shape[-2:]), "mean": list(train.mean), "std": list(train.std),
+            "channels": train.in_chans,
+            "resize": "squash to image_size" if config.dataset == "image-folder" else "none (fixed-size data)"}
+        return {"model": getattr(self, "spec", None), "preprocessing": preprocessing, "classes": list(train.classes)}
 
     def sample_shape(self, config: TrainConfig, train) -> tuple[int, ...]:
         return (1, *train.image_shape)
@@ -88,9 +119,10 @@ class ClassificationTask(Task):
     def train_loader(self, config: TrainConfig, train, dist: DistInfo):
         from ..data.loader import make_loader  # in memory, or streamed from disk for large ImageFolder sets
 
+        workers = {} if getattr(train, "in_memory", True) else {"workers": config.workers}
         return make_loader(train, config.batch_size, shuffle=True, augment=True, pad=config.pad, flip=config.flip,
                            seed=config.seed, rank=dist.rank, world_size=dist.world_size,
-                           drop_last=len(train) >= config.batch_size * dist.world_size)
+                           drop_last=len(train) >= config.batch_size * dist.world_size, **workers)
 
     def loss(self, model: nn.Module, config: TrainConfig, output, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(output, target, label_smoothing=config.label_smoothing)

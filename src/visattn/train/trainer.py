@@ -31,7 +31,8 @@ from .logs import RunLog
 from .progress import Progress
 from .recipe import Recipe, check_recipe, parameter_groups, topk_correct
 
-__all__ = ["train", "build_model", "count_flops", "resolve_device", "ConfigMismatchError", "parameter_groups"]
+__all__ = ["train", "build_model", "build_classifier", "count_flops", "resolve_device", "ConfigMismatchError",
+           "parameter_groups"]
 
 
 class ConfigMismatchError(ValueError):
@@ -47,18 +48,29 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_model(config: TrainConfig, in_chans: int, num_classes: int,
-                input_size: tuple[int, int] | None = None) -> nn.Module:
-    """The backbone of ``config`` with its attention module (and input transform), built for ``input_size``."""
-    from ..backbones import create as create_backbone
+def build_classifier(config: TrainConfig, in_chans: int, num_classes: int,
+                     input_size: tuple[int, int] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The classifier of ``config`` with its attention module (and input transform), and its model spec.
+
+    The backbone is visattn's, ``timm:NAME`` or ``tv:NAME``, built for ``input_size``
+    (:func:`visattn.backbones.external.create_classifier`); the spec rebuilds it.
+    """
+    from ..backbones.external import create_classifier
     from ..data.loader import data_shape
 
     if input_size is None:
-        input_size = data_shape(config.dataset, config.image_size, config.dataset_kwargs)[1:]
+        input_size = data_shape(config.dataset, config.img_size or config.image_size, config.dataset_kwargs)[1:]
     extra = {"zero_init_residual": True} if config.zero_init_residual else {}
-    return create_backbone(config.backbone, attention=config.attention, attention_kwargs=dict(config.attention_kwargs),
-                           position=config.position, in_chans=in_chans, num_classes=num_classes,
-                           transform=config.transform, input_size=tuple(input_size), **extra)
+    return create_classifier(config.backbone, num_classes=num_classes, in_chans=in_chans, attention=config.attention,
+                             attention_kwargs=dict(config.attention_kwargs), where=config.where,
+                             replace=config.replace, position=config.position, transform=config.transform,
+                             input_size=tuple(input_size), backbone_kwargs=extra)
+
+
+def build_model(config: TrainConfig, in_chans: int, num_classes: int,
+                input_size: tuple[int, int] | None = None) -> nn.Module:
+    """The model of :func:`build_classifier`, without its spec."""
+    return build_classifier(config, in_chans, num_classes, input_size)[0]
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -176,6 +188,14 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
     train_data, val_data = task.load_data(config)
     torch.manual_seed(config.seed)
     model = task.build_model(config, train_data)
+    run_info = getattr(task, "run_info", None)
+    if dist.is_main and run_info is not None:  # what rebuilds and uses the model: spec, preprocessing, classes
+        atomic_write_text(out / "run.json", json.dumps(run_info(config, train_data), indent=2) + "\n")
+    if config.pretrained and not (out / "checkpoints").is_dir():
+        from ..weights import load_pretrained
+
+        for line in load_pretrained(model, config.pretrained, spec=getattr(task, "spec", None)).lines():
+            log(line)
     sample_shape = task.sample_shape(config, train_data)
     params = sum(p.numel() for p in model.parameters())
     flops = count_flops(model, sample_shape)
