@@ -36,7 +36,7 @@ from .resnet import create as create_backbone
 from .resnet import list_backbones, stn_kwargs_for
 
 __all__ = ["create_classifier", "classifier_from_spec", "split_backbone_name", "preprocessing_for",
-           "check_input_size", "SPEC_FIELDS", "PREFIXES"]
+           "check_input_size", "check_backbone_name", "SPEC_FIELDS", "PREFIXES"]
 
 #: backbone name prefixes and the library that builds them.
 PREFIXES = {"timm": "timm", "tv": "torchvision"}
@@ -64,6 +64,37 @@ def split_backbone_name(backbone: str) -> tuple[str, str]:
         raise ValueError(f"backbone {backbone!r}: expected timm:NAME, tv:NAME or one of visattn's own names "
                          f"({', '.join(list_backbones())})")
     return prefix, name
+
+
+def check_backbone_name(backbone: str) -> None:
+    """Refuse a backbone name that cannot be built, before any data is read (nothing is built).
+
+    Raises:
+        ValueError: an unknown prefix, or an unknown timm / torchvision / visattn name (the closest suggested).
+        ImportError: ``timm:`` / ``tv:`` without that library.
+
+    Example:
+        >>> check_backbone_name("resnet20")
+        >>> check_backbone_name("tv:resnet19")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown torchvision model 'resnet19'. Did you mean tv:resnet18, tv:resnet152, tv:resnet101?
+    """
+    family, name = split_backbone_name(backbone)
+    if family == "timm":
+        timm = _library("timm")
+        if not timm.is_model(name):
+            raise _unknown("timm", name, timm.list_models(), "timm:")
+    elif family == "tv":
+        models = _library("tv").models
+        known = models.list_models(module=models)
+        if name not in known:
+            raise _unknown("torchvision", name, known, "tv:")
+    elif name not in list_backbones():
+        close = difflib.get_close_matches(name.lower(), list_backbones(), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown backbone {name!r}.{hint} visattn's own: {', '.join(list_backbones())}; "
+                         "or timm:NAME, tv:NAME")
 
 
 def _library(prefix: str):

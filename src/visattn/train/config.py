@@ -150,8 +150,8 @@ class TrainConfig:
         if self.train_limit is None and self.val_limit is None:
             self.subset_seed = None  # no subset: nothing to draw (and the run's name stays what it was)
         if self.img_size is not None:
-            if self.img_size < 8:
-                raise ValueError(f"img_size must be >= 8, got {self.img_size}")
+            if self.img_size < 1:  # what the network accepts is checked when it is built (check_input_size)
+                raise ValueError(f"img_size must be positive, got {self.img_size}")
             if self.dataset != "image-folder" or self.task != "classification":
                 raise ValueError(f"img_size (real resolution: RandomResizedCrop / resize + centre crop) applies to "
                                  f"image-folder classification; {self.dataset} has its own image size")
@@ -160,9 +160,9 @@ class TrainConfig:
         if (self.where or self.replace) and self.attention is None:
             raise ValueError("where / replace need an attention module")
         if ":" in self.backbone and self.task == "classification":
-            from ..backbones.external import split_backbone_name
+            from ..backbones.external import check_backbone_name
 
-            split_backbone_name(self.backbone)  # an unknown prefix fails here; an unknown name when it is built
+            check_backbone_name(self.backbone)  # an unknown timm / torchvision name fails here, the closest suggested
             if self.dataset == "image-folder" and self.img_size is None:
                 from ..backbones.external import preprocessing_for
 
