@@ -84,8 +84,8 @@ def test_image_size_the_network_cannot_take(folder, tmp_path):
 def test_config_checks():
     with pytest.raises(ValueError, match="img_size .* applies to image-folder"):
         TrainConfig(dataset="fashion-mnist", img_size=64)
-    with pytest.raises(ValueError, match="need an attention module"):
-        TrainConfig(where="layer1.*")
+    baseline = TrainConfig(where="layer1.*", replace=True)  # compare's plain network beside attention variants
+    assert baseline.where is None and baseline.replace is False
     with pytest.raises(ValueError, match="timm:NAME, tv:NAME"):
         TrainConfig(backbone="hf:resnet")
     with pytest.raises(ValueError, match="Did you mean timm:resnet50"):

@@ -102,8 +102,22 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g = p.add_argument_group("recipe")
     g.add_argument("--task", choices=("classification", "segmentation"), default="classification",
                    help="classification, or segmentation (a decode head on a dilated backbone, see --head)")
-    g.add_argument("--backbone", default=None, help="e.g. resnet20, resnet56, resnet18, plaincnn (default resnet20); "
+    g.add_argument("--backbone", default=None, help="e.g. resnet20, resnet56, resnet18, plaincnn (default resnet20), "
+                   "or any timm / torchvision classifier as timm:NAME / tv:NAME (e.g. timm:resnet50, "
+                   "tv:efficientnet_b0; nothing is downloaded, see --pretrained); "
                    "segmentation: tiny, resnet18, resnet50, resnet101 (dilated; default tiny)")
+    g.add_argument("--where", default=None, metavar="GLOB", help="put the attention module after every module whose "
+                   "name matches this glob (e.g. 'layer4.*.bn2'; attach's where=), instead of where its paper puts it")
+    g.add_argument("--replace", action="store_true", help="swap the network's own attention (an EfficientNet's or "
+                   "SE-ResNet's SE) for the --attention module, where it is")
+    g.add_argument("--pretrained", default=None, metavar="FILE|RUN_DIR", help="start from these weights: a "
+                   "state_dict (.pt / .pth, read with weights_only=True, or .safetensors) or an earlier visattn run "
+                   "folder; attention modules and a classifier of another size start fresh, every other weight must "
+                   "fit")
+    g.add_argument("--img-size", type=_positive(int), default=None, help="image folders at real resolution: "
+                   "RandomResizedCrop + flip to this size for training, shorter-side resize + centre crop for "
+                   "evaluation, decoded in --workers processes (default for timm: / tv: backbones: the input size of "
+                   "their published weights; otherwise --image-size squashes the images)")
     g.add_argument("--transform", default=None, help="a transform module at the network input: stn (the STN "
                    "paper's ST-CNN) (default: none)")
     g.add_argument("--transform-lr-scale", type=_positive(float), default=0.1, help="the input transform learns "
@@ -128,9 +142,10 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
                    help="learning-rate schedule (default onecycle; segmentation: poly, power 0.9)")
     g.add_argument("--wd", type=_non_negative(float), default=5e-4, help="weight decay (not on norms and biases)")
     g.add_argument("--train-limit", type=_positive(int), default=None,
-                   help="use only the first N training images (default: all)")
-    g.add_argument("--val-limit", type=_positive(int), default=None, help="use only the first N test images "
+                   help="use a class-stratified random N of the training images, the same for every seed "
                    "(default: all)")
+    g.add_argument("--val-limit", type=_positive(int), default=None, help="use a class-stratified random N of the "
+                   "test images (default: all)")
     g.add_argument("--image-size", type=_positive(int), default=32, help="resize ImageFolder images to this size")
     g.add_argument("--crop-pad", type=int, default=None, help="random-crop padding in pixels, 0 for none "
                    "(default: 4 for CIFAR and ImageFolder, 0 for Fashion-MNIST, where flips alone train best in "
@@ -181,7 +196,19 @@ def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
                        aux=not args.no_aux, scene_size=args.scene_size, crop_size=args.crop_size,
                        workers=args.workers, head_lr_mult=args.head_lr_mult, dataset_kwargs=_dataset_kwargs(args),
                        transform=_transform(args.transform), transform_lr_scale=args.transform_lr_scale,
-                       zero_init_residual=args.zero_init_residual, **extra)
+                       zero_init_residual=args.zero_init_residual, where=args.where, replace=args.replace,
+                       pretrained=_pretrained(args.pretrained), img_size=args.img_size, **extra)
+
+
+def _pretrained(path: str | None) -> str | None:
+    """``--pretrained``: a file or a run folder that exists (what is in it is checked when it is loaded)."""
+    from pathlib import Path
+
+    from ..cli import CLIError
+
+    if path is not None and not Path(path).exists():
+        raise CLIError(f"--pretrained {path}: no such file or run folder")
+    return path
 
 
 def _check_backbone(name: str) -> None:
@@ -191,6 +218,14 @@ def _check_backbone(name: str) -> None:
     from ..backbones import list_backbones
     from ..cli import CLIError
 
+    if ":" in name:  # timm:NAME / tv:NAME
+        from ..backbones.external import check_backbone_name
+
+        try:
+            check_backbone_name(name)
+        except (ValueError, ImportError) as err:
+            raise CLIError(f"--backbone: {err}") from None
+        return
     names = list_backbones()
     if name not in names:
         close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.5)
@@ -261,6 +296,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     spec = _train_module(args)
     attention = None if spec.key == "none" else spec.key
+    if attention is None and (args.where or args.replace):
+        from ..cli import CLIError
+
+        raise CLIError("--where / --replace place the --attention module: give one (e.g. --attention cbam)")
     extra, module_kwargs = {}, spec.kwargs_dict()
     if args.task == "segmentation":  # the head's own arguments (danet:branch_loss_weight=0) travel as module ones
         head = _head_variant(args.head)
@@ -268,7 +307,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _run(lambda: _base_config(args, attention=attention, position=args.position,
                                        attention_kwargs=module_kwargs, seed=args.seed, **extra))
     name = config.head if config.task == "segmentation" else config.attention or "none"
-    out = args.out or f"runs/{config.backbone}-{name}-{config.digest()}"
+    out = args.out or f"runs/{config.backbone.replace(':', '-')}-{name}-{config.digest()}"
     check_out_dir(out)
     try:
         _run(lambda: train(config, out, progress=not args.quiet))

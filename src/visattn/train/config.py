@@ -157,8 +157,8 @@ class TrainConfig:
                                  f"image-folder classification; {self.dataset} has its own image size")
         if self.task == "segmentation" and (self.where or self.replace or self.pretrained):
             raise ValueError("where / replace / pretrained apply to classification runs")
-        if (self.where or self.replace) and self.attention is None:
-            raise ValueError("where / replace need an attention module")
+        if self.attention is None:  # where / replace place a module: without one (compare's baseline) they do nothing
+            self.where, self.replace = None, False
         if ":" in self.backbone and self.task == "classification":
             from ..backbones.external import check_backbone_name
 
