@@ -83,7 +83,7 @@ def test_tensorboard_event_files_hold_the_scalars(tiny_fmnist, tmp_path):
 
 def test_tensorboard_missing_is_one_line(tiny_fmnist, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    with pytest.raises(ImportError, match="pip install tensorboard") as caught:
+    with pytest.raises(ImportError, match=r"pip install .visattn\[tensorboard\]") as caught:
         train(config(tiny_fmnist), tmp_path / "run", progress=False, log=quiet, tensorboard=True)
     assert "\n" not in str(caught.value) and not (tmp_path / "run").exists()  # refused before anything ran
 

@@ -30,10 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_write_text
+from .recipe import MissingExtraError
 
-__all__ = ["RunLog", "read_jsonl", "truncate_logs", "tensorboard_available", "STEP_FILES", "EPOCH_FILES"]
+__all__ = ["RunLog", "read_jsonl", "truncate_logs", "tensorboard_available", "STEP_FILES", "EPOCH_FILES",
+           "TENSORBOARD_MISSING"]
 
 STEP_FILES = ("steps.jsonl", "steps.csv")
+TENSORBOARD_MISSING = "--tensorboard needs the tensorboard package: pip install 'visattn[tensorboard]'"
 EPOCH_FILES = ("metrics.jsonl", "metrics.csv")
 
 
@@ -90,7 +93,7 @@ class RunLog:
         tensorboard: also write TensorBoard event files under ``folder/tensorboard``.
 
     Raises:
-        ImportError: ``tensorboard=True`` and the tensorboard package is not installed (one line).
+        MissingExtraError: ``tensorboard=True`` and the tensorboard package is not installed (one line).
     """
 
     def __init__(self, folder: str | Path, resume_epoch: int = 0, *, tensorboard: bool = False):
@@ -101,7 +104,7 @@ class RunLog:
         self._writer = None
         if tensorboard:
             if not tensorboard_available():
-                raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard")
+                raise MissingExtraError(TENSORBOARD_MISSING)
             from torch.utils.tensorboard import SummaryWriter
 
             steps = read_jsonl(self.folder / STEP_FILES[0])

@@ -148,15 +148,17 @@ def train(config: TrainConfig, out: str | Path, *, progress: bool = True, log=pr
     and epoch is logged to CSV / JSONL in ``out`` (:mod:`.logs`), and to TensorBoard with ``tensorboard``.
 
     Raises:
-        ImportError: a recipe option needs timm, or ``tensorboard`` the tensorboard package, and it is missing.
+        MissingExtraError: (an ``ImportError``) a recipe option needs timm, or ``tensorboard`` the tensorboard
+            package, and it is not installed.
     """
     out = Path(out)
     check_recipe(config)
     if tensorboard:
-        from .logs import tensorboard_available
+        from .logs import TENSORBOARD_MISSING, tensorboard_available
+        from .recipe import MissingExtraError
 
         if not tensorboard_available():
-            raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard")
+            raise MissingExtraError(TENSORBOARD_MISSING)
     device = resolve_device(config.device)
     dist = setup_distributed(device)
     if dist.enabled and device.type == "cuda":
