@@ -44,13 +44,13 @@ class _Logits(nn.Module):
 
 
 def _metadata(run) -> dict[str, Any]:
-    from .predict import preprocess_settings
+    from .predict import class_names, preprocess_settings
 
     settings = preprocess_settings(run)
     return {"format": "visattn", "task": settings["task"], "input": "float32 (N, C, H, W), RGB or grey in [0, 1], "
             "then (x - mean) / std", "size": settings["size"], "channels": settings["channels"],
             "mean": list(settings["mean"]), "std": list(settings["std"]), "crop_pct": settings["crop_pct"],
-            "class_names": list(run.class_names), "spec": _plain(getattr(run, "spec", None))}
+            "class_names": class_names(run), "spec": _plain(getattr(run, "spec", None))}
 
 
 def _plain(value: Any) -> Any:
@@ -81,7 +81,7 @@ def _first_batch(val, config, count: int) -> torch.Tensor:
     from .data.loader import make_loader
 
     if hasattr(val, "loader"):  # image files decoded by workers
-        batches = val.loader(count, training=False)
+        batches = val.loader(count, workers=0)  # the evaluation transform, decoded here
     elif config.task == "segmentation":
         from .data.segmentation import SegBatchLoader
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["predict_images", "segment_images", "image_tensor", "preprocess_settings", "palette"]
+__all__ = ["predict_images", "segment_images", "image_tensor", "preprocess_settings", "palette", "class_names"]
 
 
 def preprocess_settings(run) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def preprocess_settings(run) -> dict[str, Any]:
     ``size`` is the network's input side (None for a segmentation run: a fully convolutional network takes
     each image at its own size).
     """
-    pre: Mapping[str, Any] = dict(run.preprocess)
+    pre: Mapping[str, Any] = dict(getattr(run, "preprocess", None) or run.preprocessing)
     mean = tuple(float(v) for v in pre["mean"])
     std = tuple(float(v) for v in pre["std"])
     channels = int(pre.get("in_chans") or pre.get("channels") or len(mean))
@@ -37,6 +37,11 @@ def preprocess_settings(run) -> dict[str, Any]:
     return {"task": task, "size": None if task == "segmentation" or size is None else int(size),
             "channels": channels, "mean": mean, "std": std, "crop_pct": float(pre.get("crop_pct") or 1.0),
             "interpolation": pre.get("interpolation", "bilinear")}
+
+
+def class_names(run) -> list[str]:
+    """The class names of an opened run, in the order of the model's outputs."""
+    return list(getattr(run, "class_names", None) or run.classes)
 
 
 def image_tensor(path: str | Path, settings: Mapping[str, Any]) -> torch.Tensor:
@@ -85,7 +90,7 @@ def predict_images(run, paths: Sequence[str | Path], *, topk: int = 5, batch_siz
         raise ValueError("this is a segmentation run: use segment_images (visattn predict writes masks for it)")
     if topk < 1:
         raise ValueError(f"topk must be >= 1, got {topk}")
-    names = list(run.class_names)
+    names = class_names(run)
     k = min(topk, len(names))
     model = run.model.eval()
     device = next(model.parameters()).device
@@ -141,7 +146,7 @@ def segment_images(run, paths: Sequence[str | Path], out_dir: str | Path) -> lis
     out.mkdir(parents=True, exist_ok=True)
     model = run.model.eval()
     device = next(model.parameters()).device
-    colours = palette(len(run.class_names))
+    colours = palette(len(class_names(run)))
     written = []
     for path in paths:
         x = image_tensor(path, settings)[None].to(device)
