@@ -23,7 +23,7 @@ from .weights import load_pretrained
 __version__ = "0.1.0"
 
 __all__ = ["ModuleInfo", "create", "info", "list_modules", "register", "attach", "layer", "create_classifier",
-           "load_pretrained", "__version__"]
+           "load_pretrained", "load_run", "Run", "__version__"]
 
 #: subpackages reachable as ``visattn.<name>`` without importing them first.
 _SUBPACKAGES = ("backbones", "bench", "data", "layers", "modules", "ops", "train", "viz")
@@ -32,8 +32,10 @@ _SUBPACKAGES = ("backbones", "bench", "data", "layers", "modules", "ops", "train
 def __getattr__(name: str) -> Any:
     if name in _SUBPACKAGES:
         return importlib.import_module(f".{name}", __name__)
+    if name in ("load_run", "Run"):  # opening a run needs the training code: loaded on first use
+        return getattr(importlib.import_module(".train.run", __name__), name)
     raise AttributeError(f"module 'visattn' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SUBPACKAGES))
+    return sorted(set(globals()) | set(_SUBPACKAGES) | {"load_run", "Run"})

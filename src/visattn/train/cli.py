@@ -10,7 +10,7 @@ from pathlib import Path
 from ..cli import add_device_argument, add_quiet_argument
 from ..data.loader import DATASETS, DEFAULT_MEMORY_BUDGET_MB
 from ..data.segmentation import SEG_DATASETS
-from .config import SCHEDULES, TrainConfig
+from .config import OPTIMIZERS, SCHEDULES, TrainConfig
 
 __all__ = ["add_parser", "DEMO_MODULES"]
 
@@ -138,7 +138,7 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
                    help="images per batch, per process (default 128; segmentation: 16)")
     g.add_argument("--lr", type=_positive(float), default=None,
                    help="peak learning rate, SGD with Nesterov momentum (default 0.1; segmentation: 0.01)")
-    g.add_argument("--schedule", choices=SCHEDULES, default=None,
+    g.add_argument("--schedule", "--sched", dest="schedule", choices=SCHEDULES, default=None,
                    help="learning-rate schedule (default onecycle; segmentation: poly, power 0.9)")
     g.add_argument("--wd", type=_non_negative(float), default=5e-4, help="weight decay (not on norms and biases)")
     g.add_argument("--train-limit", type=_positive(int), default=None,
@@ -156,6 +156,7 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     add_device_argument(g)
     add_quiet_argument(g)
+    _practitioner_arguments(p)
     s = p.add_argument_group("segmentation")
     s.add_argument("--output-stride", type=int, choices=(8, 16, 32), default=8, help="dilated backbone's output "
                    "stride")
@@ -167,6 +168,26 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
                    "decode head, whose zero-initialised residual scales otherwise grow slowly (PyTorch-Encoding, "
                    "DANet's code base, trains head and auxiliary layer at 10; 1 is the papers' text)")
     _clutter_arguments(p)
+
+
+def _practitioner_arguments(p: argparse.ArgumentParser) -> None:
+    """The timm recipe (visattn.train.recipe): all but the defaults need the ``train`` extra."""
+    r = p.add_argument_group("practitioner's recipe (timm's optimisers, schedulers, mixup and EMA; the train extra)")
+    r.add_argument("--opt", choices=OPTIMIZERS, default="sgd", help="sgd (Nesterov momentum) or adamw "
+                   "(timm's create_optimizer_v2; its default --lr is 1e-3) (default sgd)")
+    r.add_argument("--warmup-epochs", type=_non_negative(float), default=0.0, help="linear learning-rate warm-up "
+                   "in epochs, stepped every update (cosine / poly: timm's schedulers; onecycle: its rising phase)")
+    r.add_argument("--label-smoothing", type=_non_negative(float), default=0.0, help="label smoothing (default 0)")
+    r.add_argument("--mixup", type=_non_negative(float), default=0.0, help="mixup alpha (timm's Mixup with "
+                   "soft-target cross-entropy; classification only) (default 0: off)")
+    r.add_argument("--cutmix", type=_non_negative(float), default=0.0, help="cutmix alpha (default 0: off)")
+    r.add_argument("--model-ema", action="store_true", help="keep an exponential moving average of the weights "
+                   "(timm's ModelEmaV3) and report its evaluation beside the model's")
+    r.add_argument("--model-ema-decay", type=_positive(float), default=0.9998, help="EMA decay (default 0.9998)")
+    r.add_argument("--accum-steps", type=_positive(int), default=1, help="batches whose gradients add up to one "
+                   "update (default 1)")
+    r.add_argument("--eval-every", type=_positive(int), default=1, help="evaluate every N epochs and after the "
+                   "last (default 1)")
 
 
 def _jobs_argument(p: argparse.ArgumentParser) -> None:
@@ -188,7 +209,8 @@ def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
         _check_backbone(backbone)
     return TrainConfig(backbone=backbone, dataset=pick(args.dataset, "fashion-mnist", "fashion-scenes"),
                        data_dir=args.data_dir, epochs=args.epochs, batch_size=pick(args.batch_size, 128, 16),
-                       lr=pick(args.lr, 0.1, 0.01), schedule=pick(args.schedule, "onecycle", "poly"),
+                       lr=pick(args.lr, 0.1 if args.opt == "sgd" else 1e-3, 0.01 if args.opt == "sgd" else 1e-3),
+                       schedule=pick(args.schedule, "onecycle", "poly"),
                        weight_decay=args.wd, train_limit=args.train_limit, val_limit=args.val_limit,
                        image_size=args.image_size, amp=args.amp, channels_last=args.channels_last,
                        compile=args.compile, device=args.device, pad=args.crop_pad, flip=not args.no_flip,
@@ -197,7 +219,10 @@ def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
                        workers=args.workers, head_lr_mult=args.head_lr_mult, dataset_kwargs=_dataset_kwargs(args),
                        transform=_transform(args.transform), transform_lr_scale=args.transform_lr_scale,
                        zero_init_residual=args.zero_init_residual, where=args.where, replace=args.replace,
-                       pretrained=_pretrained(args.pretrained), img_size=args.img_size, **extra)
+                       pretrained=_pretrained(args.pretrained), img_size=args.img_size, opt=args.opt,
+                       warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, mixup=args.mixup,
+                       cutmix=args.cutmix, model_ema=args.model_ema, model_ema_decay=args.model_ema_decay,
+                       accum_steps=args.accum_steps, eval_every=args.eval_every, **extra)
 
 
 def _pretrained(path: str | None) -> str | None:
@@ -270,11 +295,12 @@ def _run(fn):
     from ..cli import CLIError
     from ..data import DatasetNotFoundError
     from ..data.idx import IdxFormatError
+    from .recipe import MissingExtraError
     from .trainer import ConfigMismatchError
 
     try:
         return fn()
-    except (DatasetNotFoundError, IdxFormatError, ConfigMismatchError, FileNotFoundError) as err:
+    except (DatasetNotFoundError, IdxFormatError, ConfigMismatchError, FileNotFoundError, MissingExtraError) as err:
         raise CLIError(str(err)) from None
     except (ValueError, TypeError, KeyError) as err:
         message = err.args[0] if err.args else repr(err)
@@ -310,7 +336,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = args.out or f"runs/{config.backbone.replace(':', '-')}-{name}-{config.digest()}"
     check_out_dir(out)
     try:
-        _run(lambda: train(config, out, progress=not args.quiet))
+        _run(lambda: train(config, out, progress=not args.quiet, tensorboard=args.tensorboard))
     except KeyboardInterrupt:
         return _interrupted(args, out, "train")
     print(f"run folder: {out}")
@@ -446,8 +472,11 @@ def add_parser(sub) -> None:
                    "psa, ema, mhsa, transformer, sanet, strip) or unet / attention_unet")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation")
     p.add_argument("--out", default=None, help="run folder (default runs/<backbone>-<attention>-<hash>)")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to OUT/tensorboard "
+                   "(needs the tensorboard package; steps.csv / metrics.csv are always written)")
     _recipe_arguments(p)
     p.set_defaults(func=cmd_train)
+    _use_parsers(sub)
 
     p = sub.add_parser("compare", help="train several modules (or segmentation heads) with one recipe and rank them",
                        epilog=_EPILOG)
@@ -470,6 +499,64 @@ def add_parser(sub) -> None:
     _jobs_argument(p)
     _recipe_arguments(p)
     p.set_defaults(func=cmd_ablate)
+
+
+_RUNTIME = {"onnx": "onnxruntime", "export": "the loaded torch.export program", "torchscript": "the loaded TorchScript"}
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from ..predict import predict_images, segment_images
+    from .run import load_run
+
+    opened = _run(lambda: load_run(args.run))
+    if opened.config.task == "segmentation":
+        written = _run(lambda: segment_images(opened, args.images, args.out or f"{args.run}/masks"))
+        pairs = [{"image": str(i), "mask": str(m)} for i, m in zip(args.images, written, strict=True)]
+        print(json.dumps(pairs) if args.json else "\n".join(f"{p['image']}: {p['mask']}" for p in pairs))
+        return 0
+    results = _run(lambda: predict_images(opened, args.images, topk=args.topk))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        print(f"{result['image']}: " + ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in result["top"]))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..cli import CLIError
+    from ..export import export_run
+    from .run import load_run
+
+    opened = _run(lambda: load_run(args.run))
+    try:
+        result = _run(lambda: export_run(opened, args.format, args.out))
+    except ImportError as err:
+        raise CLIError(f"--format {args.format} needs {err.name or 'a package'}: pip install 'visattn[export]'") \
+            from None
+    print(f"wrote {result['path']} ({args.format}) and {result['path']}.json (preprocessing, class names)")
+    print(f"{_RUNTIME[args.format]} matches eager on {result['images']} images of the run's validation data "
+          f"(max |difference| {result['max_abs_diff']:.2g})")
+    return 0
+
+
+def _use_parsers(sub) -> None:
+    """``predict`` and ``export``: use a finished run (through :func:`visattn.load_run`)."""
+    p = sub.add_parser("predict", help="classify image files with a finished run (segmentation: write masks)")
+    p.add_argument("run", metavar="RUN", help="a run folder written by `visattn train`")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--topk", type=_positive(int), default=5, help="classes to list per image (default 5)")
+    p.add_argument("--json", action="store_true", help="print JSON: each image with class, index and probability")
+    p.add_argument("--out", default=None, help="segmentation: folder of the palette PNG masks (default RUN/masks)")
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("export", help="write a run's model (onnx, torch.export, torchscript), checked against eager")
+    p.add_argument("run", metavar="RUN", help="a run folder written by `visattn train`")
+    p.add_argument("--format", choices=("onnx", "export", "torchscript"), default="onnx", help="onnx (preprocessing "
+                   "in metadata_props), export (a torch.export program) or torchscript (traced) (default onnx)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the file to write (FILE.json is written beside it)")
+    p.set_defaults(func=cmd_export)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,101 @@
+"""Open a finished run folder: its config, task, model with weights, preprocessing and class names.
+
+A run folder written by :func:`visattn.train.train` holds ``config.json`` (the recipe), ``run.json`` (the
+model's spec, its preprocessing and the class names) and ``checkpoints/``. :func:`load_run` rebuilds the
+model from them and loads the newest good checkpoint; predict, export and fine-tuning use it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .checkpoint import load_latest
+from .config import TrainConfig
+
+__all__ = ["Run", "load_run"]
+
+
+@dataclass
+class Run:
+    """An opened run folder.
+
+    Attributes:
+        path: the folder.
+        config: its recipe.
+        task: the task object of ``config.task``.
+        model: the network with the checkpoint's weights, in eval mode.
+        preprocessing: input size, channels, mean and std (and crop share) of the images the model takes.
+        class_names: the class names, in the order of the model's outputs.
+        spec: the model spec that rebuilds it (None for a segmentation run).
+        epoch: the epoch of the loaded checkpoint.
+        result: ``result.json`` of a finished run, else None.
+    """
+
+    path: Path
+    config: TrainConfig
+    task: Any
+    model: nn.Module
+    preprocessing: dict[str, Any]
+    class_names: list[str]
+    spec: dict[str, Any] | None
+    epoch: int
+    result: dict[str, Any] | None
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        return self.preprocessing
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable ({err})") from None
+
+
+def load_run(path: str | Path, *, ema: bool = False) -> Run:
+    """Open the run folder ``path`` (its newest good checkpoint); ``ema``: its EMA weights when it kept them.
+
+    Raises:
+        ValueError: not a run folder, no readable checkpoint, or weights that do not fit (one line).
+    """
+    from .tasks import get_task
+
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder}: not a run folder (no config.json)")
+    config = TrainConfig.from_dict(_read_json(folder / "config.json"))
+    task = get_task(config)
+    found = load_latest(folder / "checkpoints")
+    if found is None:
+        raise ValueError(f"{folder}: no readable checkpoint in {folder / 'checkpoints'}")
+    state, _ = found
+    info = _read_json(folder / "run.json") if (folder / "run.json").is_file() else {}
+    spec = info.get("model")
+    if config.task == "segmentation":
+        model = task.build_model(config)
+        _, val = task.load_data(replace(config, train_limit=1, val_limit=1))
+        classes = list(val.classes)
+        preprocessing = info.get("preprocessing") or {"mean": list(val.mean), "std": list(val.std),
+                                                      "channels": len(val.mean)}
+    else:
+        if spec is None:
+            raise ValueError(f"{folder}: no run.json with the model's spec (written by newer versions of train)")
+        from ..backbones.external import classifier_from_spec
+
+        model = classifier_from_spec(spec)
+        classes = list(info["classes"])
+        preprocessing = dict(info["preprocessing"])
+    weights = state["ema"] if ema and "ema" in state else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ValueError(f"{folder}: the checkpoint does not fit the model of its run.json "
+                         f"({str(err).splitlines()[0]})") from None
+    result = _read_json(folder / "result.json") if (folder / "result.json").is_file() else None
+    return Run(folder, config, task, model.eval(), preprocessing, classes, spec, int(state["epoch"]), result)
