@@ -18,7 +18,8 @@ NOT_RECIPE = ("epochs", "data_dir", "device", "workers", "memory_budget_mb", "ev
 _LATER_FIELDS = {"dataset_kwargs": {}, "transform": None, "transform_lr_scale": 0.1, "zero_init_residual": False,
                  "opt": "sgd", "warmup_epochs": 0.0, "mixup": 0.0, "cutmix": 0.0, "model_ema": False,
                  "model_ema_decay": 0.9998, "accum_steps": 1,
-                 "where": None, "replace": False, "pretrained": None, "img_size": None, "subset_seed": None}
+                 "where": None, "replace": False, "pretrained": None, "img_size": None, "subset_seed": None,
+                 "ignore_index": 255, "class_weights": None, "eval_mode": "whole"}
 #: ``opt`` choices (see :mod:`visattn.train.recipe`).
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -82,6 +83,9 @@ class TrainConfig:
     aux: bool = True  # auxiliary FCN head on stage 3, loss weight 0.4
     scene_size: int = 64  # Fashion-MNIST scenes: canvas side
     crop_size: int = 512  # folder data sets: training crop side
+    ignore_index: int = 255  # a label left out of loss and mIoU (255 - borders, padding, "other" - always is)
+    class_weights: list[float] | None = None  # per-class weights of the segmentation loss
+    eval_mode: str = "whole"  # segmentation evaluation: whole images, or "slide" (windows of the training crop)
     workers: int = 2  # DataLoader processes for folder data sets
     head_lr_mult: float = 1.0  # decode head lr multiplier (PyTorch-Encoding, DANet's code base: 10 for head + aux)
 
@@ -145,6 +149,7 @@ class TrainConfig:
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         self._check_practitioner_fields()
+        self._check_segmentation_fields()
 
     def _check_practitioner_fields(self) -> None:
         if self.train_limit is None and self.val_limit is None:
@@ -155,8 +160,10 @@ class TrainConfig:
             if self.dataset != "image-folder" or self.task != "classification":
                 raise ValueError(f"img_size (real resolution: RandomResizedCrop / resize + centre crop) applies to "
                                  f"image-folder classification; {self.dataset} has its own image size")
-        if self.task == "segmentation" and (self.where or self.replace or self.pretrained):
-            raise ValueError("where / replace / pretrained apply to classification runs")
+        if self.task == "segmentation" and (self.where or self.replace):
+            raise ValueError("where / replace apply to classification runs")
+        if self.task == "segmentation" and self.pretrained and not self.backbone.startswith("timm:"):
+            raise ValueError("pretrained applies to classification runs and to a timm:NAME segmentation encoder")
         if self.attention is None:  # where / replace place a module: without one (compare's baseline) they do nothing
             self.where, self.replace = None, False
         if ":" in self.backbone and self.task == "classification":
@@ -167,6 +174,20 @@ class TrainConfig:
                 from ..backbones.external import preprocessing_for
 
                 self.img_size = int(preprocessing_for(self.backbone)["input_size"][0])  # the weights' own size
+
+    def _check_segmentation_fields(self) -> None:
+        if self.eval_mode not in ("whole", "slide"):
+            raise ValueError(f"eval_mode must be 'whole' or 'slide', got {self.eval_mode!r}")
+        if isinstance(self.ignore_index, bool) or not isinstance(self.ignore_index, int) or self.ignore_index < 0:
+            raise ValueError(f"ignore_index must be a label >= 0, got {self.ignore_index!r}")
+        if self.class_weights is not None:
+            from ..segmentation.loss import check_class_weight
+
+            self.class_weights = [float(v) for v in self.class_weights]
+            check_class_weight(self.class_weights, len(self.class_weights))  # finite, >= 0, not all zero
+        if self.task == "classification" and (self.ignore_index != 255 or self.class_weights is not None
+                                              or self.eval_mode != "whole"):
+            raise ValueError("ignore_index / class_weights / eval_mode apply to segmentation runs")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

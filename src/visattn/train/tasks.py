@@ -33,6 +33,8 @@ class Task:
     name: str = ""
     metric: str = ""  # the key of the headline score in results (higher is better)
     metric_title: str = ""
+    #: build_model loads ``config.pretrained`` itself (into part of the model), so the trainer does not
+    pretrained_in_build: bool = False
 
     def load_data(self, config: TrainConfig):
         raise NotImplementedError
@@ -148,11 +150,13 @@ class ClassificationTask(Task):
 class SegmentationTask(Task):
     """Semantic segmentation: a decode head on a dilated backbone (or a U-Net).
 
-    Per-pixel cross-entropy with the ignore index plus the weighted auxiliary losses; mIoU from a confusion
-    matrix summed over ranks, evaluated on whole images.
+    Per-pixel cross-entropy with the ignore index (and optional class weights) plus the weighted auxiliary
+    losses; mIoU from a confusion matrix summed over ranks, evaluated on whole images or sliding windows of
+    the training crop (``eval_mode``).
     """
 
     name, metric, metric_title = "segmentation", "miou", "val mIoU"
+    pretrained_in_build = True  # a timm:NAME encoder loads its weights file when it is built
 
     def load_data(self, config: TrainConfig):
         from ..data.segmentation import load_segmentation
@@ -168,11 +172,15 @@ class SegmentationTask(Task):
 
     def build_model(self, config: TrainConfig, train=None) -> nn.Module:
         from ..segmentation import create_segmenter
+        from ..segmentation.loss import check_class_weight
 
         meta = self.meta(config)
+        check_class_weight(config.class_weights, meta.num_classes)  # a wrong count fails before any data is read
+        slide = {"eval_mode": "slide", "crop_size": meta.input_size} if config.eval_mode == "slide" else {}
+        weights = {"pretrained": config.pretrained} if config.pretrained else {}
         return create_segmenter(config.head, meta.num_classes, backbone=config.backbone, in_chans=meta.in_chans,
                                 input_size=meta.input_size, output_stride=config.output_stride, aux=config.aux,
-                                **dict(config.attention_kwargs))
+                                **slide, **weights, **dict(config.attention_kwargs))
 
     def sample_shape(self, config: TrainConfig, train=None) -> tuple[int, ...]:
         meta = self.meta(config)
@@ -202,10 +210,10 @@ class SegmentationTask(Task):
                             pad_shards=False)
 
     def loss(self, model: nn.Module, config: TrainConfig, output, target: torch.Tensor) -> torch.Tensor:
-        from ..data.segmentation import IGNORE_INDEX
+        from ..segmentation.loss import segmentation_loss
 
-        return sum(w * F.cross_entropy(output[k].float(), target, ignore_index=IGNORE_INDEX)
-                   for k, w in model.loss_weights.items())
+        return segmentation_loss(output, target, model.loss_weights, ignore_index=config.ignore_index,
+                                 class_weight=config.class_weights)
 
     @torch.no_grad()
     def evaluate(self, model, val, config, device, dist) -> dict[str, Any]:
@@ -219,6 +227,8 @@ class SegmentationTask(Task):
         loss_sum = pixels = 0.0
         for x, y in self._val_batches(val, config, dist):
             x, y = x.to(device), y.to(device)
+            if config.ignore_index != IGNORE_INDEX:  # the run's ignored label counts as no label
+                y = y.masked_fill(y == config.ignore_index, IGNORE_INDEX)
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=config.amp):

@@ -193,7 +193,7 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
     run_info = getattr(task, "run_info", None)
     if dist.is_main and run_info is not None:  # what rebuilds and uses the model: spec, preprocessing, classes
         atomic_write_text(out / "run.json", json.dumps(run_info(config, train_data), indent=2) + "\n")
-    if config.pretrained and not (out / "checkpoints").is_dir():
+    if config.pretrained and not task.pretrained_in_build and not (out / "checkpoints").is_dir():
         from ..weights import load_pretrained
 
         for line in load_pretrained(model, config.pretrained, spec=getattr(task, "spec", None)).lines():
