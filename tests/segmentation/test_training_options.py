@@ -56,3 +56,16 @@ def test_slide_evaluation_uses_the_training_crop():
     model = SegmentationTask().build_model(TrainConfig(**SCENES, eval_mode="slide"))
     assert model.eval_mode == "slide" and model.crop_size == (32, 32)
     assert SegmentationTask().build_model(TrainConfig(**SCENES)).eval_mode == "whole"
+
+
+def test_a_timm_encoder_starts_from_a_local_weights_file(tmp_path):
+    timm = pytest.importorskip("timm")
+    source = timm.create_model("resnet10t", in_chans=1, num_classes=5)  # scenes are grey
+    path = tmp_path / "resnet10t.pth"
+    torch.save(source.state_dict(), path)
+    config = TrainConfig(**{**SCENES, "backbone": "timm:resnet10t"}, pretrained=str(path))
+    model = SegmentationTask().build_model(config)
+    assert torch.equal(model.backbone.body.state_dict()["conv1.0.weight"], source.state_dict()["conv1.0.weight"])
+    assert SegmentationTask.pretrained_in_build  # the trainer leaves the loading to build_model
+    with pytest.raises(ValueError, match="timm:NAME segmentation encoder"):
+        TrainConfig(**SCENES, pretrained=str(path))
