@@ -2,12 +2,13 @@
 
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
 import pytest
 
-from visattn.cli import main
+from visattn.cli import build_parser, main
 
 TINY = ["--backbone", "plaincnn", "--epochs", "1", "--batch-size", "16", "--train-limit", "32", "--val-limit", "16",
         "--device", "cpu", "--quiet"]
@@ -88,3 +89,14 @@ def test_export_checks_and_reports(finished_run, tmp_path, capsys):
     assert "matches eager" in out and target.is_file() and Path(f"{target}.json").is_file()
     assert json.loads(Path(f"{target}.json").read_text())["channels"] == 1
 
+
+
+def test_readme_practitioner_commands_parse():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Use it on your own data", 1)[1].split("\n## ", 1)[0]
+    assert len(section.strip().splitlines()) <= 15
+    block = section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    commands = [shlex.split(line.split("  #")[0]) for line in block.strip().splitlines()]
+    assert [c[1] for c in commands] == ["train", "predict", "export"]
+    for command in commands:
+        build_parser().parse_args(command[1:])
