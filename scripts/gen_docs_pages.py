@@ -375,6 +375,28 @@ def on_config(config):
     return config
 
 
+PLACEMENT_MARKER = "<!-- placement-table (generated from ModuleInfo.placement) -->"
+
+
+def placement_table() -> str:
+    """Key, role and placement of every module, from the registry (where attach puts each one)."""
+    import visattn
+
+    lines = ["| key | role | where `attach` puts it (`ModuleInfo.placement`) |", "|---|---|---|"]
+    for key in visattn.list_modules():
+        m = visattn.info(key)
+        placement = getattr(m, "placement", None)
+        lines.append(f"| [`{key}`](modules/{key}.md) | {m.role} | {f'`{placement}`' if placement else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def on_page_markdown(markdown, page, config, files):
+    """Fill the attach guide's placement table from the registry."""
+    if PLACEMENT_MARKER in markdown:
+        return markdown.replace(PLACEMENT_MARKER, placement_table())
+    return markdown
+
+
 def on_files(files, config):
     """Add the generated pages and the result files to the site's files."""
     from mkdocs.structure.files import File
