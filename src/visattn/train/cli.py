@@ -59,6 +59,13 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def _positive(kind):
     return _bounded(kind, allow_zero=False)
 
@@ -163,6 +170,13 @@ def _recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     s.add_argument("--no-aux", action="store_true", help="no auxiliary FCN head on stage 3 (loss weight 0.4)")
     s.add_argument("--scene-size", type=_positive(int), default=64, help="Fashion-MNIST scene side")
     s.add_argument("--crop-size", type=_positive(int), default=512, help="training crop of folder data")
+    s.add_argument("--ignore-index", type=_non_negative(int), default=255, metavar="LABEL",
+                   help="a label left out of the loss and mIoU (255, VOC's borders and crop padding, always is)")
+    s.add_argument("--class-weights", type=_float_list, default=None, metavar="W,W,...",
+                   help="per-class weights of the segmentation loss, one per class")
+    s.add_argument("--eval-mode", choices=("whole", "slide"), default="whole",
+                   help="segmentation evaluation: whole images, or sliding windows of the training crop (mmseg's "
+                        "slide inference)")
     s.add_argument("--workers", type=_non_negative(int), default=2, help="DataLoader processes for folder data")
     s.add_argument("--head-lr-mult", type=_positive(float), default=1.0, help="learning-rate multiplier of the "
                    "decode head, whose zero-initialised residual scales otherwise grow slowly (PyTorch-Encoding, "
@@ -222,7 +236,8 @@ def _base_config(args: argparse.Namespace, **extra) -> TrainConfig:
                        pretrained=_pretrained(args.pretrained), img_size=args.img_size, opt=args.opt,
                        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, mixup=args.mixup,
                        cutmix=args.cutmix, model_ema=args.model_ema, model_ema_decay=args.model_ema_decay,
-                       accum_steps=args.accum_steps, eval_every=args.eval_every, **extra)
+                       accum_steps=args.accum_steps, eval_every=args.eval_every, ignore_index=args.ignore_index,
+                       class_weights=args.class_weights, eval_mode=args.eval_mode, **extra)
 
 
 def _pretrained(path: str | None) -> str | None:
