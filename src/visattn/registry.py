@@ -17,7 +17,8 @@ from torch import nn
 
 from .catalogue import Catalogue
 
-__all__ = ["ModuleInfo", "register", "create", "list_modules", "info", "ROLES", "DOMAINS", "COMPLEXITIES"]
+__all__ = ["ModuleInfo", "register", "create", "list_modules", "info", "ROLES", "DOMAINS", "COMPLEXITIES", "PLACEMENTS",
+           "DEFAULT_PLACEMENT"]
 
 #: What a module does in a network, and so what its ``forward`` takes and returns.
 #: plugin: ``(B, C, H, W) -> (B, C, H, W)``, re-weights a feature map in place.
@@ -28,6 +29,35 @@ __all__ = ["ModuleInfo", "register", "create", "list_modules", "info", "ROLES", 
 ROLES = ("plugin", "conv", "context", "gate", "transform")
 DOMAINS = ("channel", "spatial", "channel+spatial", "context")
 COMPLEXITIES = ("O(HW)", "O(HW(H+W))", "O((HW)^2)")
+
+#: Where ``visattn.attach`` puts a module in a network (``ModuleInfo.placement``), and the roles that may use each.
+#: every_block: in every block, at the block's attention place (ResNets: at ``position``, SE paper Fig. 5).
+#: stage_end: after the last block of every stage but the last, where the network down-samples (BAM's
+#: "bottlenecks").
+#: every_stage_end: after the last block of every stage (RGA).
+#: after_last_stage: once, after the last block of the last stage, before global pooling.
+#: every_other_block: ResNets: after every other block of stages 2 and 3, at most 2 and 3 blocks (the non-local
+#: paper's 5-block model); other families: as after_last_stage.
+#: replaces_conv3x3: replaces the 3x3 conv of each residual block that carries the stride.
+#: replaces_conv3x3_norm: as replaces_conv3x3, and the norm after that conv becomes ``nn.Identity`` because the
+#: module normalises its own output (SK's branches end in BN + ReLU).
+#: input: on the network input, before the stem.
+#: decoder_skip: on an encoder-decoder's skip connections, gated by the coarser decoder signal; attach refuses it
+#: in a classification network, which has no gating signal.
+PLACEMENTS: dict[str, tuple[str, ...]] = {
+    "every_block": ("plugin", "context"),
+    "stage_end": ("plugin", "context"),
+    "every_stage_end": ("plugin", "context"),
+    "after_last_stage": ("plugin", "context"),
+    "every_other_block": ("plugin", "context"),
+    "replaces_conv3x3": ("conv",),
+    "replaces_conv3x3_norm": ("conv",),
+    "input": ("transform",),
+    "decoder_skip": ("gate",),
+}
+#: placement of a module registered without one, by role.
+DEFAULT_PLACEMENT = {"plugin": "every_block", "conv": "replaces_conv3x3", "context": "after_last_stage",
+                     "transform": "input", "gate": "decoder_skip"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +84,14 @@ class ModuleInfo:
         parameter_free: whether the module has no learnable parameters.
         note: where the paper and the official code differ and which one visattn follows.
         size_bound: the module is built for one feature size and takes ``feature_size=(H, W)``.
+        placement: where ``visattn.attach`` puts it in a network, one of :data:`PLACEMENTS`:
+            ``"every_block"`` (SE, CBAM, ...: in every block), ``"stage_end"`` (BAM: after the last block of every
+            stage but the last), ``"every_stage_end"`` (RGA), ``"after_last_stage"`` (most context modules),
+            ``"every_other_block"`` (non-local: every other block of ResNet stages 2 and 3),
+            ``"replaces_conv3x3"`` / ``"replaces_conv3x3_norm"`` (conv role: SK, SC-Conv, SANet, the second also
+            drops the norm after the conv), ``"input"`` (STN) or ``"decoder_skip"`` (attention gate). Stated in
+            the module's ``@register`` call (by role when omitted: :data:`DEFAULT_PLACEMENT`), so that attach
+            places a new module right without an edit of its own.
         defaults: keyword defaults of the constructor (derived from its signature), without the factory
             arguments ``device`` and ``dtype`` that every module takes (see :func:`register`).
     """
@@ -76,6 +114,7 @@ class ModuleInfo:
     parameter_free: bool = False
     note: str = ""
     size_bound: bool = False
+    placement: str = "every_block"
     defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -154,10 +193,12 @@ def register(key: str, **metadata: Any):
 
     Args:
         key: short lowercase registry key.
-        **metadata: the :class:`ModuleInfo` fields other than ``key``, ``cls`` and ``defaults``.
+        **metadata: the :class:`ModuleInfo` fields other than ``key``, ``cls`` and ``defaults``; ``placement``
+            defaults to the role's (:data:`DEFAULT_PLACEMENT`).
 
     Raises:
-        ValueError: if ``key`` is already registered, or a field has a value outside its vocabulary.
+        ValueError: if ``key`` is already registered, a field has a value outside its vocabulary, or the
+            placement does not suit the role.
     """
 
     def decorator(cls: type[nn.Module]) -> type[nn.Module]:
@@ -168,8 +209,14 @@ def register(key: str, **metadata: Any):
         for name, allowed in (("role", ROLES), ("domain", DOMAINS), ("complexity", COMPLEXITIES)):
             if metadata.get(name) not in allowed:
                 raise ValueError(f"visattn: {key!r} has {name}={metadata.get(name)!r}; expected one of {allowed}")
+        role = metadata["role"]
+        fields = {"placement": DEFAULT_PLACEMENT[role], **metadata}
+        if role not in PLACEMENTS.get(fields["placement"], ()):
+            suits = [p for p, roles in PLACEMENTS.items() if role in roles]
+            raise ValueError(f"visattn: {key!r} has placement={fields['placement']!r}; a {role} module takes one "
+                             f"of {suits}")
         _add_factory_kwargs(cls)
-        _REGISTRY.add(key, _module_info(key, cls, **metadata))
+        _REGISTRY.add(key, _module_info(key, cls, **fields))
         return cls
 
     return decorator

@@ -31,6 +31,7 @@ __all__ = ["AttentionGate"]
     weights="conv",
     applied="scale",
     role="gate",
+    placement="decoder_skip",
     complexity="O(HW)",
     note=(
         "Follows the official GridAttentionBlock2D (mode 'concatenation'): theta = conv kernel = stride = 2 "

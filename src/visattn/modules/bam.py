@@ -91,6 +91,7 @@ class _SpatialBranch(nn.Module):
     weights="conv",
     applied="scale",
     role="plugin",
+    placement="stage_end",
     complexity="O(HW)",
     note=(
         "Combination: the paper's out = x + x * sigmoid(Mc + Ms) is the default (fusion='sum'); the official code "

@@ -162,6 +162,7 @@ class SpatialGate(nn.Module):
     weights="pool+mlp",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Paper and official code agree on the structure: channel gate sigmoid(MLP(avg) + MLP(max)) with one "

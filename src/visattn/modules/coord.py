@@ -29,6 +29,7 @@ __all__ = ["CoordAttention"]
     weights="pool+mlp",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Paper and official code agree; visattn follows the official CoordAtt where the paper leaves details "

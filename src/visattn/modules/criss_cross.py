@@ -31,6 +31,7 @@ __all__ = ["CrissCrossAttention"]
     weights="matmul",
     applied="matrix product",
     role="context",
+    placement="after_last_stage",
     complexity="O(HW(H+W))",
     note=(
         "Follows the official PyTorch CrissCrossAttention (speedinghzl/CCNet, cc_attention/functions.py): Q, K 1x1 "

@@ -30,6 +30,7 @@ _DANET = dict(
     weights="matmul",
     applied="matrix product",
     role="context",
+    placement="after_last_stage",
 )
 
 

@@ -45,6 +45,7 @@ def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
     weights="conv",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Follows the paper: k from the adaptive rule t = int(|(log2(C) + b) / gamma|), k = t if odd else t + 1, "

@@ -39,6 +39,7 @@ def _l2norm(t: torch.Tensor, dim: int) -> torch.Tensor:
     weights="matmul",
     applied="matrix product",
     role="context",
+    placement="after_last_stage",
     complexity="O(HW)",
     note=(
         "Follows the official EMAU (XiaLiPKU/EMANet, network.py): conv1x1 (with bias) in, K = 64 bases initialised "

@@ -42,6 +42,7 @@ def _transform(channels: int, planes: int, act_layer: LayerType) -> nn.Sequentia
     weights="pool+mlp",
     applied="add",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Follows the official ContextBlock: attention pooling (conv 1x1 to one channel, softmax over HW), "

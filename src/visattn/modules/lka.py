@@ -31,6 +31,7 @@ _CODE = "https://github.com/Visual-Attention-Network/VAN-Classification"
     weights="conv",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Paper (eq. 1-2) and official AttentionModule agree: a K x K conv (K = 21, d = 3) decomposed into a "
@@ -117,6 +118,7 @@ class LargeKernelAttention(nn.Module):
     weights="conv",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Follows the official SpatialAttention (paper Fig. 3's attention layer): conv1x1, GELU, LKA, conv1x1, "

@@ -90,6 +90,7 @@ def _mha_mask_to_sdpa(mask: torch.Tensor | None, batch: int, heads: int, n: int,
     weights="matmul",
     applied="matrix product",
     role="context",
+    placement="after_last_stage",
     complexity="O((HW)^2)",
     note=(
         "Follows the paper (Sec. 3.2): softmax(QK^T / sqrt(d_k)) V per head, h = 8, d_k = C / h, output "
@@ -236,6 +237,7 @@ class MultiHeadSelfAttention(nn.Module):
     weights="matmul",
     applied="matrix product",
     role="context",
+    placement="after_last_stage",
     complexity="O((HW)^2)",
     note=(
         "Follows the paper's encoder layer (Sec. 3.1): MHSA then FFN max(0, xW1 + b1)W2 + b2 with d_ff = 4 d_model, "

@@ -48,6 +48,7 @@ class _PairwiseNormalize(nn.Module):
     weights="matmul",
     applied="matrix product",
     role="context",
+    placement="every_other_block",
     complexity="O((HW)^2)",
     note=(
         "Follows the paper: the four pairwise functions (embedded Gaussian by default), inter channels C/2, dot "

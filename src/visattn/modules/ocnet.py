@@ -32,6 +32,7 @@ _OCNET = dict(
     weights="matmul",
     applied="matrix product",
     role="context",
+    placement="after_last_stage",
     complexity="O((HW)^2)",
 )
 

@@ -135,6 +135,7 @@ class PolarizedSpatialAttention(nn.Module):
     weights="matmul",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Follows the paper. The official code (DeLightCMU/PSA, semantic-segmentation/network/PSA.py; its "

@@ -75,6 +75,7 @@ class _PSABranch(nn.Module):
     weights="conv",
     applied="matrix product",
     role="context",
+    placement="after_last_stage",
     complexity="O((HW)^2)",
     size_bound=True,
     note=(

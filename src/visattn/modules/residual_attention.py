@@ -58,6 +58,7 @@ class _PreActBottleneck(nn.Module):
     weights="conv",
     applied="scale",
     role="plugin",
+    placement="stage_end",
     complexity="O(HW)",
     note=(
         "Follows the paper (Sec. 3, Fig. 2-3): p = 1 pre / post units, trunk of t = 2 units, soft mask of `depth` "

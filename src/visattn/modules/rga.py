@@ -76,6 +76,7 @@ _META = dict(
     weights="matmul",
     applied="scale",
     role="context",
+    placement="every_stage_end",
     complexity="O((HW)^2)",
     size_bound=True,
 )

@@ -43,6 +43,7 @@ def _conv3x3(in_channels: int, out_channels: int, *, stride: int, norm_layer: La
     weights="conv",
     applied="scale",
     role="conv",
+    placement="replaces_conv3x3_norm",
     complexity="O(HW)",
     note=(
         "No official code: visattn follows the paper's equations, X_res = F(X_in) (the main conv), "

@@ -72,6 +72,7 @@ class _SelfCalibration(nn.Module):
     weights="conv",
     applied="scale",
     role="conv",
+    placement="replaces_conv3x3_norm",
     complexity="O(HW)",
     note=(
         "The middle of the official SCBottleneck (backseason/SCNet, scnet.py; avd=False): from the two ReLU'd halves "

@@ -60,6 +60,7 @@ class _SpatialSE(nn.Module):
     weights="pool+mlp",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Follows the official ChannelSpatialSELayer: cSE with reduction r = 2 (as the MICCAI paper's C/2 "

@@ -31,6 +31,7 @@ _SQUEEZES = ("avg", "max", "avgmax")
     weights="pool+mlp",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Follows the paper: FC layers with biases, r = 16, bottleneck width floor(C / r) with no rounding "

@@ -29,6 +29,7 @@ __all__ = ["SpatialGroupEnhance"]
     weights="statistics",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Follows the official code (resnet_sge.py), which agrees with the paper: G = 64 groups, c_i = g . x_i "

@@ -29,6 +29,7 @@ __all__ = ["SimAM"]
     weights="statistics",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     parameter_free=True,
     note=(

@@ -57,6 +57,7 @@ def _conv_norm_act(in_channels: int, out_channels: int, *, stride: int, dilation
     weights="pool+mlp",
     applied="scale",
     role="conv",
+    placement="replaces_conv3x3_norm",
     complexity="O(HW)",
     note=(
         "Paper and official code (Caffe prototxt) agree and visattn follows both: M branches of grouped 3x3 convs "

@@ -51,6 +51,7 @@ def _affine_grid(theta: torch.Tensor, h, w) -> torch.Tensor:
     weights="sampling",
     applied="warp",
     role="transform",
+    placement="input",
     complexity="O(HW)",
     note=(
         "No official code. The paper's affine transformer: a localisation net regresses theta (2 x 3), the "

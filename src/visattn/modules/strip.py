@@ -43,6 +43,7 @@ def _conv_norm(in_channels: int, out_channels: int, kernel_size: int | tuple[int
     weights="conv",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "The SPM of Fig. 2, laid out as the official SPBlock: H x 1 and 1 x W average strip pools, "
@@ -125,6 +126,7 @@ class StripPooling(nn.Module):
     weights="conv",
     applied="add",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Follows the official StripPooling class (the MPM of Fig. 3): two 1x1 reductions to C/4; a short-range "

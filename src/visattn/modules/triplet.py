@@ -86,6 +86,7 @@ class ZPoolGate(nn.Module):
     weights="conv",
     applied="scale",
     role="plugin",
+    placement="every_block",
     complexity="O(HW)",
     note=(
         "Paper and official code agree: Z-pool [max; mean] (max first), 7x7 conv without bias, BatchNorm, "
