@@ -7,7 +7,7 @@ from torch import nn
 
 import visattn
 from visattn.backbones import BasicBlock, Bottleneck, create
-from visattn.backbones.attach import default_nonlocal_blocks
+from visattn.backbones.resnet_places import default_nonlocal_blocks
 from visattn.backbones.blocks import conv1x1
 from visattn.modules.se import SqueezeExcite
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 import visattn
 from visattn.backbones import BasicBlock, Bottleneck, CifarResNet, ZeroPadShortcut, create, list_backbones
-from visattn.backbones.attach import find_stages, trace_sizes
+from visattn.backbones.resnet_places import find_stages, trace_sizes
 
 
 def n_params(m):

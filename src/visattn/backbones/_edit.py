@@ -1,4 +1,8 @@
-"""All-or-nothing edits of a model: every change is recorded and undone, in reverse, when a later step fails."""
+"""All-or-nothing edits of a model: every change is recorded and undone, in reverse, when a later step fails.
+
+Also the two ways a module is put next to another without changing its state_dict keys: after it
+(:func:`put_after`) or before it (:func:`put_before`), marked with :data:`ATTACHED`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .families import ATTACHED
+__all__ = ["ATTACHED", "Journal", "all_or_nothing", "post_hook", "pre_hook", "put_after", "put_before",
+           "runs_children_in_order"]
 
-__all__ = ["Journal", "all_or_nothing", "post_hook", "pre_hook", "put_after", "put_before"]
+#: attribute marking a module whose ``attn`` was put there by attach (its value: "after" or "before").
+ATTACHED = "_visattn_attached"
 
 
 class Journal:
@@ -56,7 +62,8 @@ def post_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Ten
     return module.attn(output)
 
 
-def _runs_children_in_order(module: nn.Module) -> bool:
+def runs_children_in_order(module: nn.Module) -> bool:
+    """Whether ``module`` is an ``nn.Sequential`` whose forward runs its children in order (a new child runs last)."""
     return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
 
 
@@ -69,7 +76,7 @@ def put_after(journal: Journal, target: nn.Module, attn: nn.Module) -> None:
     again = getattr(target, ATTACHED, None) == "after"
     journal.set(target, "attn", attn)
     journal.set(target, ATTACHED, "after")
-    if not again and not _runs_children_in_order(target):
+    if not again and not runs_children_in_order(target):
         journal.hook(target.register_forward_hook(post_hook))
 
 

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from ..catalogue import Catalogue
-from .attach import Site, find_stages, insert
 from .blocks import BasicBlock, Bottleneck
+from .resnet_places import ResNetBlockSite, find_stages, insert
 
 __all__ = ["AttentionBackbone", "BackboneInfo", "BACKBONES", "register_backbone", "backbone_info", "backbone_variant",
            "pair"]
@@ -131,7 +131,7 @@ class AttentionBackbone(nn.Module):
                 elif isinstance(m, BasicBlock):
                     nn.init.constant_(m.bn2.weight, 0)
 
-    def _block_sizes(self, sites: list[list[Site]], input_size: Size) -> dict[str, tuple[Size, Size]]:
+    def _block_sizes(self, sites: list[list[ResNetBlockSite]], input_size: Size) -> dict[str, tuple[Size, Size]]:
         h, w = input_size
         for stride in self.stem_strides:
             h, w = _down(h, stride), _down(w, stride)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["POSITIONS", "BasicBlock", "Bottleneck", "ZeroPadShortcut", "conv1x1", "conv3x3"]
+__all__ = ["POSITIONS", "BasicBlock", "Bottleneck", "ZeroPadShortcut", "adopt_block", "conv1x1", "conv3x3"]
 
 #: Where a plug-in module can sit in a residual unit (SE paper, Fig. 5).
 POSITIONS = ("standard", "pre", "post", "identity")
@@ -220,8 +220,12 @@ class Bottleneck(_AttentionSlot):
         return self._merge(out, identity)
 
 
-def _adopt(cls: type[_AttentionSlot], block: nn.Module) -> _AttentionSlot:
-    """A ``cls`` block made of ``block``'s own submodules (same objects, same state_dict keys)."""
+def adopt_block(cls: type[BasicBlock] | type[Bottleneck], block: nn.Module) -> BasicBlock | Bottleneck:
+    """A ``cls`` block made of ``block``'s own submodules (same objects, same state_dict keys).
+
+    Used to give a torchvision ``BasicBlock`` / ``Bottleneck`` visattn's attention slot: the new block computes
+    what the old one did until a module is put in its slot.
+    """
     new = cls.__new__(cls)
     nn.Module.__init__(new)
     names = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3") if cls is Bottleneck else ("conv1", "bn1", "conv2", "bn2")

@@ -1,11 +1,12 @@
 """Where an attention module goes in each CNN family: one small description per family, read by ``attach()``.
 
-A :class:`Family` says how to recognise its blocks (class names, matched without importing timm or torchvision)
-and, for one block, where the module's place is and how many channels it sees there. Supporting a new family
-means adding one description to :data:`FAMILIES`; nothing in ``attach()`` is specific to a family (ResNets have
-their own richer path in :mod:`visattn.backbones.attach`, with SE positions, stages and conv replacement).
+A :class:`Family` is data: how to recognise its blocks (class names, matched without importing timm or
+torchvision), where the attention place of one block is and how many channels it sees there, and how its stages
+end. Supporting a new family means adding one description to :data:`FAMILIES`; the generic engine in
+:mod:`visattn.backbones.places` reads them (ResNets have their own richer rules in
+:mod:`visattn.backbones.resnet_places`, with SE positions, stages and conv replacement).
 
-A place is one of three kinds:
+A block's place (a :data:`Spot`) is one of three kinds:
 
 - ``"slot"``: the module takes the place of a submodule that is an empty slot (``nn.Identity``) or holds an
   attention module already (an SE, swapped only with ``replace=True``): timm's ``se`` / ``attn`` attributes,
@@ -16,12 +17,12 @@ A place is one of three kinds:
 - ``"before"``: the module runs on the input of a submodule (stored in it as ``attn``, applied by a forward
   pre-hook).
 
-Example:
-    >>> from torch import nn
-    >>> vgg_like = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2),
-    ...                          nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2))
-    >>> [(p.name, p.kind, p.channels, p.family) for p in find_places(vgg_like)]
-    [('1', 'after', 8, 'VGG-style plain stack'), ('4', 'after', 16, 'VGG-style plain stack')]
+How stages end (``Family.stage_ends``), for the placements between blocks (stage_end, every_stage_end, ...):
+
+- ``"downsampling"``: a stage ends at a block whose successor's output is spatially smaller (read by one dry
+  run); modules go after that block.
+- ``"places"``: the family's places already lie between stages (DenseNet's transitions, a VGG stack's stage ends
+  before each max-pool): each place ends a stage.
 """
 
 from __future__ import annotations
@@ -31,46 +32,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
-__all__ = ["ATTACHED", "FAMILIES", "Family", "Place", "find_places", "out_channels"]
-
-#: attribute marking a module whose ``attn`` was put there by attach (its value: "after" or "before").
-ATTACHED = "_visattn_attached"
+__all__ = ["FAMILIES", "STAGE_ENDS", "Family", "Spot", "out_channels"]
 
 #: ``(path inside the block, kind, channels)``; path ``""`` is the block itself.
 Spot = tuple[str, str, "int | None"]
 
-
-@dataclass
-class Place:
-    """One place in a model where :func:`~visattn.backbones.attach.attach` puts a module."""
-
-    name: str  # qualified name of the target submodule, e.g. "blocks.1.0.se"
-    parent: nn.Module  # module holding the target
-    attr: str  # the target's attribute name in ``parent``
-    kind: str  # "slot" | "after" | "before"
-    channels: int | None  # channels of the feature map at the place (None: read them by a trace)
-    family: str
-
-    @property
-    def target(self) -> nn.Module:
-        return getattr(self.parent, self.attr)
-
-    @property
-    def taken(self) -> nn.Module | None:
-        """The attention module already at this place, if any."""
-        if self.kind == "slot":
-            return None if isinstance(self.target, nn.Identity) else self.target
-        return self.target.attn if getattr(self.target, ATTACHED, None) == self.kind else None
-
-    @property
-    def clash(self) -> str | None:
-        """Why nothing can go here: the target has an ``attn`` of its own, or one put on its other side."""
-        if self.kind == "slot" or not hasattr(self.target, "attn"):
-            return None
-        mark = getattr(self.target, ATTACHED, None)
-        if mark is None:
-            return f"{self.name} has an attribute `attn` of its own"
-        return None if mark == self.kind else f"{self.name} already runs a module {mark} it"
+#: how a family's stages end (see the module docstring).
+STAGE_ENDS = ("downsampling", "places")
 
 
 @dataclass(frozen=True)
@@ -83,6 +51,8 @@ class Family:
         where: where the module goes, in words (and why: the paper or the family's own SE).
         match: ``module -> bool``, whether a module is one of the family's blocks.
         locate: ``block -> [(path inside the block, kind, channels), ...]``.
+        stage_ends: one of :data:`STAGE_ENDS`: ``"downsampling"`` (a stage ends where the next block shrinks the
+            feature map) or ``"places"`` (every place lies between two stages).
     """
 
     name: str
@@ -90,6 +60,7 @@ class Family:
     where: str
     match: Callable[[nn.Module], bool]
     locate: Callable[[nn.Module], list[Spot]]
+    stage_ends: str = "downsampling"
 
 
 def _classes(*qualified: str) -> Callable[[nn.Module], bool]:
@@ -234,48 +205,11 @@ FAMILIES: tuple[Family, ...] = (
         "after each transition layer, i.e. between dense blocks (a dense block concatenates its children, so "
         "nothing can be appended inside it)",
         _classes("torchvision.models.densenet._Transition"),
-        lambda b: [("", "after", out_channels(b.conv))],
+        lambda b: [("", "after", out_channels(b.conv))], stage_ends="places",
     ),
     Family(
         "VGG-style plain stack", "torchvision vgg11 (its features), any nn.Sequential of convs and max-pools",
         "after each stage: after the stage's last layer, before its max-pool",
-        _is_plain_stack, _plain_stack,
+        _is_plain_stack, _plain_stack, stage_ends="places",
     ),
 )
-
-
-def _resolve(block: nn.Module, block_name: str, path: str) -> tuple[str, nn.Module, str]:
-    """``(qualified name, parent, attribute)`` of ``path`` inside ``block`` (``""``: the block itself)."""
-    if not path:
-        raise ValueError("a place must be inside its block")
-    parent_path, _, attr = path.rpartition(".")
-    parent = block.get_submodule(parent_path) if parent_path else block
-    return f"{block_name}.{path}" if block_name else path, parent, attr
-
-
-def find_places(model: nn.Module) -> list[Place]:
-    """The places of every block of a known family in ``model``, in module order (ResNets excluded).
-
-    A block nested in a matched block is not searched. The VGG-style rule is tried only when no other family
-    matches, so a stem's conv + max-pool inside another network does not count.
-    """
-    for families in (FAMILIES[:-1], FAMILIES[-1:]):
-        places: list[Place] = []
-        matched: list[str] = []
-        for name, module in model.named_modules():
-            if any(name.startswith(m + ".") for m in matched):
-                continue
-            family = next((f for f in families if f.match(module)), None)
-            if family is None:
-                continue
-            matched.append(name)
-            for path, kind, channels in family.locate(module):
-                if path:
-                    qual, parent, attr = _resolve(module, name, path)
-                else:  # the block itself: its parent holds it
-                    parent_name, _, attr = name.rpartition(".")
-                    qual, parent = name, model.get_submodule(parent_name) if parent_name else model
-                places.append(Place(qual, parent, attr, kind, channels, family.name))
-        if places:
-            return places
-    return []

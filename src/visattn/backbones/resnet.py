@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attach import find_stages, insert
 from .base import BACKBONES, AttentionBackbone, backbone_variant, pair, register_backbone
 from .blocks import BasicBlock, Bottleneck, ZeroPadShortcut, conv1x1, conv3x3
+from .resnet_places import find_stages, insert
 
 __all__ = ["ResNet", "CifarResNet", "create", "list_backbones", "stn_kwargs_for"]
 
