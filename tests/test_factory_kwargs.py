@@ -104,3 +104,12 @@ def test_efficientnet_se_layer():
     assert m.blocks[1][0].se.fc1.out_channels == ref.blocks[1][0].se.conv_reduce.out_channels
     assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in ref.parameters())
     assert m(torch.randn(1, 3, 64, 64)).shape == (1, 3)
+
+
+def test_layers_own_arguments_win_over_the_callers():
+    """timm passes act_layer=nn.ReLU (or SiLU) to its attn_layer / se_layer: the layer's bound choice stays."""
+    se = visattn.layer("se", act_layer="silu")(64, act_layer=torch.nn.ReLU)
+    assert type(se.act) is torch.nn.SiLU
+    se = visattn.layer("se", rd_channels=5)(64, rd_channels=9, rd_ratio=0.5)
+    assert se.fc1.out_channels == 5
+    assert type(visattn.layer("se")(64, act_layer=torch.nn.ReLU6).act) is torch.nn.ReLU6  # unbound: the caller's

@@ -54,13 +54,15 @@ def test_seresnet18_differs_by_timms_rounding():
 
 def test_seresnext26ts_differs_by_place_and_rounding():
     """visattn puts SE after the last 1x1 conv (SE paper, out width); timm's seresnext26ts after the 3x3 (mid
-    width). Swapping timm's own SE in place (replace=True) differs only by timm's rounding to 8 in stage 1."""
+    width). Swapping timm's own SE in place (replace=True) keeps its widths (timm's rounding to 8 included), so
+    the counts are equal; with reduction=16 they differ by that rounding in stage 1."""
     base = n_params(meta("resnext26ts"))
     ours = n_params(attach(meta("resnext26ts"), "se"))
     outs = [256] * 2 + [512] * 2 + [1024] * 2 + [2048] * 2
     assert ours - base == sum(se_params(c, c // 16) for c in outs)
     assert (ours, n_params(meta("seresnext26ts"))) == (11_698_752, 10_388_064)
-    swapped = n_params(attach(meta("seresnext26ts"), "se", replace=True))
+    assert n_params(attach(meta("seresnext26ts"), "se", replace=True)) == 10_388_064
+    swapped = n_params(attach(meta("seresnext26ts"), "se", replace=True, reduction=16))
     assert swapped == 10_387_032
     assert n_params(meta("seresnext26ts")) - swapped == 2 * (se_params(64, 8) - se_params(64, 4))
 

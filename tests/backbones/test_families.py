@@ -300,7 +300,8 @@ def test_context_module_goes_where_told_or_after_the_last_block():
     assert [type(s.conv2.attn).__name__ for s in net.features] == ["NonLocalBlock"] * 2
     m = attach(fresh("timm convnext_atto"), "nonlocal")
     found = [n for n, b in m.named_modules() if type(b).__name__ == "NonLocalBlock"]
-    assert found == ["stages.3.blocks.1.drop_path.attn"]
+    # after the last block, on its output (as ResNet's 'post'): appended to the last stage's Sequential
+    assert found == ["stages.3.blocks.attn"]
 
 
 def test_size_bound_module_in_a_family():
@@ -308,7 +309,7 @@ def test_size_bound_module_in_a_family():
     with pytest.raises(ValueError, match=r"attach\(ConvNeXt, 'psa'\): 'psa' is bound to one feature size"):
         attach(m, "psa")
     attach(m, "psa", input_size=(64, 96))
-    assert m.stages[3].blocks[1].drop_path.attn.feature_size == (2, 3)  # 64 x 96 / 32
+    assert m.stages[3].blocks.attn.feature_size == (2, 3)  # 64 x 96 / 32, after the last block
     assert m(torch.randn(1, 3, 64, 96)).shape == (1, 10)
 
 
@@ -367,13 +368,14 @@ def test_bad_input_is_one_line_and_leaves_the_model_unchanged(case):
 
 
 def test_failure_midway_is_undone():
-    """A timm ResNet whose third block already has attention: the first two get theirs, then it fails."""
+    """A timm ResNet whose third block already has attention in its se slot: the first two get theirs, then it
+    fails (only that place is full: a 'post' module would still go in)."""
     m = timm.create_model("resnet18", pretrained=False).eval()
     m.layer2[0].se = visattn.create("eca", 128)
     before, x = tree(m), torch.randn(1, 3, 32, 32)
     y = m(x)
     with pytest.raises(ValueError, match=r"attach\(ResNet, 'se'\): timm block layer2.0 already has"):
-        attach(m, "se", "post")
+        attach(m, "se")
     assert tree(m) == before
     torch.testing.assert_close(m(x), y)
     # torchvision blocks are rebuilt as visattn blocks on the way: the rebuilt ones are put back

@@ -30,8 +30,21 @@ class Journal:
         """``setattr(obj, name, value)``, remembering the old value (or that there was none)."""
         had = hasattr(obj, name)
         old = getattr(obj, name, None)
+        was_child = isinstance(obj, nn.Module) and name in obj._modules
         setattr(obj, name, value)
-        self._undo.append((lambda: setattr(obj, name, old)) if had else (lambda: delattr(obj, name)))
+
+        def undo() -> None:
+            if isinstance(obj, nn.Module) and not was_child and name in obj._modules:
+                # a plain attribute (timm's `se = None`) became a child: make it a plain attribute again
+                del obj._modules[name]
+                if had:
+                    object.__setattr__(obj, name, old)
+            elif had:
+                setattr(obj, name, old)
+            else:
+                delattr(obj, name)
+
+        self._undo.append(undo)
 
     def hook(self, handle: torch.utils.hooks.RemovableHandle) -> None:
         self._undo.append(handle.remove)

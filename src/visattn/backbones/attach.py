@@ -82,7 +82,7 @@ def attach(model: nn.Module, key: str, position: str = "standard", *, where: Whe
         replace: swap attention modules the network already has (the SE of an EfficientNet, RegNetY, timm
             SE-ResNet, MobileNetV3 ...) for ``key``, where they are and only there. The new module takes the
             replaced one's reduced width (``rd_channels``) unless ``reduction`` / ``rd_channels`` is given, and
-            where both hold tensors of the same shapes the network's original state_dict still loads with
+            where both hold tensors of the same ranks the network's original state_dict still loads with
             ``strict=True`` (:mod:`visattn.backbones.swap`). Without it, only places that already hold
             attention conflict: a network with SE in every block still takes a module after its stages.
         stages: ResNets: stage numbers (1 = ``layer1``) to put the module in; default: the placement's.

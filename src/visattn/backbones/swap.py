@@ -6,10 +6,10 @@ widths the network was designed and trained with. The module put in its place
 - takes its reduced width: ``rd_channels`` is read from the replaced module's first layer that reads the
   place's channels (torchvision's ``fc1``, timm's ``conv_reduce`` / ``fc1``), unless the caller passes
   ``reduction`` or ``rd_channels``, and only for modules that take ``rd_channels``;
-- keeps its checkpoint loadable: when the two modules hold tensors of the same shapes in the same order under
-  other names (timm's ``conv_reduce`` / ``conv_expand`` against visattn's ``fc1`` / ``fc2``), a load-state-dict
+- keeps its checkpoint loadable: when the two modules hold as many tensors, of the same ranks in the same order,
+  under other names (timm's ``conv_reduce`` / ``conv_expand`` against visattn's ``fc1`` / ``fc2``), a load-state-dict
   pre-hook renames the old keys, so the network's original state_dict loads with ``strict=True``. Saving writes
-  the new names.
+  the new names. (With other widths, given by the caller, strict loading then reports the size mismatch.)
 
 A module visattn put there itself (a visattn module) passes nothing on: its widths were the user's choice.
 """
@@ -73,13 +73,13 @@ class RenameCheckpointKeys:
 
 
 def keep_checkpoint_keys(new: nn.Module, replaced: nn.Module | None) -> None:
-    """Let ``new`` load ``replaced``'s state_dict when the two hold the same tensor shapes in the same order."""
+    """Let ``new`` load ``replaced``'s state_dict when the two hold tensors of the same ranks in the same order."""
     if not is_networks_own(replaced):
         return
     old_sd, new_sd = replaced.state_dict(), new.state_dict()
     if len(old_sd) != len(new_sd):
         return
-    if any(a.shape != b.shape for a, b in zip(old_sd.values(), new_sd.values(), strict=True)):
+    if any(a.dim() != b.dim() for a, b in zip(old_sd.values(), new_sd.values(), strict=True)):
         return
     renames = {old: name for old, name in zip(old_sd, new_sd, strict=True) if old != name}
     if renames:
