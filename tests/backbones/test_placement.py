@@ -7,8 +7,8 @@ from torch import nn
 
 import visattn
 from visattn.backbones import BasicBlock, Bottleneck, create
-from visattn.backbones.resnet_places import default_nonlocal_blocks
 from visattn.backbones.blocks import conv1x1
+from visattn.backbones.resnet_places import default_nonlocal_blocks
 from visattn.modules.se import SqueezeExcite
 
 
