@@ -64,7 +64,7 @@ def toy_registry():
 
     yield add
     for key in added:
-        registry._REGISTRY.pop(key, None)
+        registry._REGISTRY.remove(key)
     assert not set(added) & set(visattn.list_modules())
 
 
