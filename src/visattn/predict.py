@@ -26,7 +26,7 @@ def preprocess_settings(run) -> dict[str, Any]:
     ``size`` is the network's input side (None for a segmentation run: a fully convolutional network takes
     each image at its own size).
     """
-    pre: Mapping[str, Any] = dict(getattr(run, "preprocess", None) or run.preprocessing)
+    pre = _preprocessing(run)
     mean = tuple(float(v) for v in pre["mean"])
     std = tuple(float(v) for v in pre["std"])
     channels = int(pre.get("in_chans") or pre.get("channels") or len(mean))
@@ -37,6 +37,22 @@ def preprocess_settings(run) -> dict[str, Any]:
     return {"task": task, "size": None if task == "segmentation" or size is None else int(size),
             "channels": channels, "mean": mean, "std": std, "crop_pct": float(pre.get("crop_pct") or 1.0),
             "interpolation": pre.get("interpolation", "bilinear")}
+
+
+def _preprocessing(run) -> dict[str, Any]:
+    """The run's preprocessing as a dict: run.json's own (it keeps crop_pct and interpolation) when there is one."""
+    import dataclasses
+    import json
+
+    info = Path(getattr(run, "path", "") or "", "run.json")
+    if getattr(run, "path", None) is not None and info.is_file():
+        saved = json.loads(info.read_text()).get("preprocessing")
+        if isinstance(saved, Mapping) and "mean" in saved:
+            return dict(saved)
+    pre = getattr(run, "preprocess", None) or getattr(run, "preprocessing", None)
+    if dataclasses.is_dataclass(pre):
+        return dataclasses.asdict(pre)
+    return dict(pre) if isinstance(pre, Mapping) else dict(vars(pre))
 
 
 def class_names(run) -> list[str]:

@@ -166,3 +166,21 @@ def test_export_checks_on_the_runs_own_validation_images(tiny_fmnist, tmp_path):
 def test_unknown_format_is_refused(tmp_path):
     with pytest.raises(ValueError, match="onnx, export, torchscript"):
         export_run(fake_run(_Classifier()), "tflite", tmp_path / "m", inputs=_inputs())
+
+
+def test_predict_reads_a_preprocess_object_as_well_as_a_dict(tmp_path):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Preprocess:  # the shape of a Run whose preprocessing is an object, not run.json's dict
+        input_size: tuple
+        in_chans: int
+        mean: tuple
+        std: tuple
+
+    torch.manual_seed(0)
+    as_dict = fake_run(_Classifier())
+    as_object = fake_run(as_dict.model)
+    as_object.preprocess = Preprocess((28, 28), 1, (0.3,), (0.2,))
+    grey_png(tmp_path / "a.png", 3)
+    assert predict_images(as_object, [tmp_path / "a.png"]) == predict_images(as_dict, [tmp_path / "a.png"])
