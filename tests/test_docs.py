@@ -303,3 +303,13 @@ def test_the_contributing_examples_are_gone_afterwards():
 
     assert "toy" not in visattn.list_modules() and "toy_net" not in backbones.list_backbones()
     assert "toy_head" not in segmentation.list_heads() and "toy-squares" not in data.list_datasets()
+
+
+def test_attach_guide_placement_table_comes_from_the_registry():
+    import visattn
+
+    guide = (ROOT / "docs" / "attach.md").read_text()
+    assert gen_docs_pages.PLACEMENT_MARKER in guide
+    filled = gen_docs_pages.on_page_markdown(guide, None, None, None)
+    for key in visattn.list_modules():
+        assert f"| [`{key}`](modules/{key}.md) | {visattn.info(key).role} | `{visattn.info(key).placement}` |" in filled
