@@ -107,3 +107,10 @@ def test_recorded_runs_keep_their_first_samples_and_names():
     assert old.digest() == "b3461454"  # the folder name those runs were saved under
     assert TrainConfig().digest() == "e2797a31"  # without limits, names are unchanged
     assert new.digest() != old.digest()
+
+
+def test_compare_measures_cost_at_the_real_resolution():
+    from visattn.train.compare import _model_and_input
+
+    _, shape = _model_and_input(TrainConfig(dataset="image-folder", data_dir="x", img_size=48))
+    assert shape == (1, 3, 48, 48)

@@ -196,7 +196,7 @@ def _model_and_input(config: TrainConfig) -> tuple[torch.nn.Module, tuple[int, .
 
         task = SegmentationTask()
         return task.build_model(config), task.sample_shape(config)
-    in_chans, height, width = data_shape(config.dataset, config.image_size, config.dataset_kwargs)
+    in_chans, height, width = data_shape(config.dataset, config.img_size or config.image_size, config.dataset_kwargs)
     model = build_model(config, in_chans, 100 if config.dataset == "cifar100" else 10)
     return model, (1, in_chans, height, width)
 
