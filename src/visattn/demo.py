@@ -11,16 +11,17 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from argparse import Namespace
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .data import DatasetNotFoundError, load_fashion_mnist
+from .data import load_fashion_mnist
 from .registry import create, info, list_modules
+from .train.compare import Variant, compare, paired_test, parse_variants
+from .train.config import TrainConfig
 
 CHANNELS = 64
 #: What the demo trains on cluttered Fashion-MNIST: the plain CNN, the ST-CNN, spatial and channel+spatial modules.
@@ -89,45 +90,53 @@ def default_jobs() -> int:
     return 2 if not torch.cuda.is_available() and torch.get_num_threads() >= 2 else 1
 
 
-def run_demo(args: Namespace) -> int:
+def run_demo(*, data_dir: str | None = None, epochs: int = 3, train_limit: int = 10000, val_limit: int = 2000,
+             out: str | Path = "runs/demo", jobs: int | None = None, seeds: Sequence[int] = DEMO_SEEDS) -> list[str]:
+    """The demo: the module table on real features, then the cluttered comparison into ``out``.
+
+    Args:
+        data_dir: folder of the Fashion-MNIST idx files (default: searched, see :func:`load_fashion_mnist`).
+        epochs: epochs per training run.
+        train_limit: training images per run.
+        val_limit: test images per run.
+        out: where the runs and the leaderboard go (finished runs there are reused).
+        jobs: training runs at once (default :func:`default_jobs`).
+        seeds: seeds per network.
+
+    Returns:
+        The keys of the modules that failed on real data (empty when all ran).
+
+    Raises:
+        DatasetNotFoundError: Fashion-MNIST is not found (the message says how to get it).
+    """
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
-    try:
-        images, labels = load_fashion_mnist("test", getattr(args, "data_dir", None))
-    except (DatasetNotFoundError, FileNotFoundError) as err:
-        print(err, file=sys.stderr)
-        return 2
+    images, _ = load_fashion_mnist("test", data_dir)
     batch = images[:32].float().div(255).unsqueeze(1)
     with torch.no_grad():
         feats = stem().eval()(batch)
     print(f"{len(batch)} Fashion-MNIST test images -> conv stem -> features {tuple(feats.shape)}\n")
     failed = module_table(feats)
 
-    from .train.compare import compare
-    from .train.config import TrainConfig
-
-    base = TrainConfig(backbone="plaincnn", dataset="cluttered-fashion-mnist", data_dir=getattr(args, "data_dir", None),
-                       epochs=args.epochs, train_limit=args.train_limit, val_limit=args.val_limit)
-    seeds = list(getattr(args, "seeds", None) or DEMO_SEEDS)
+    base = TrainConfig(backbone="plaincnn", dataset="cluttered-fashion-mnist", data_dir=data_dir,
+                       epochs=epochs, train_limit=train_limit, val_limit=val_limit)
+    seeds = list(seeds)
     print(f"\nCluttered Fashion-MNIST (60x60 canvas, 4 clutter pieces of 8x8): the plain CNN against an STN in "
           f"front of it and {', '.join(DEMO_VARIANTS[2:])} in its "
-          f"blocks; {args.epochs} epoch(s) on "
-          f"{args.train_limit:,} training images, tested on {args.val_limit:,}, seeds {seeds} (the full runs: "
+          f"blocks; {epochs} epoch(s) on "
+          f"{train_limit:,} training images, tested on {val_limit:,}, seeds {seeds} (the full runs: "
           "docs/studies/cluttered.md).\n")
     variants = [demo_variant(token) for token in DEMO_VARIANTS]
-    rows = compare(base, variants, seeds, args.out, progress=False,
-                   jobs=getattr(args, "jobs", None) or default_jobs())
+    rows = compare(base, variants, seeds, out, progress=False, jobs=jobs or default_jobs())
     print()
-    print((Path(args.out) / "leaderboard.md").read_text())
+    print((Path(out) / "leaderboard.md").read_text())
     print("\n".join(verdict(rows)))
-    return 1 if failed else 0
+    return failed
 
 
-def demo_variant(token: str):
+def demo_variant(token: str) -> Variant:
     """``key`` or ``key:arg=value`` -> the comparison entry ``visattn compare --attention`` builds (stn: input)."""
-    from .train.cli import _variants
-
-    (variant,) = _variants(token)
+    (variant,) = parse_variants(token)
     return variant
 
 
@@ -137,8 +146,6 @@ def verdict(rows: list[dict]) -> list[str]:
     The verdict is a two-sided paired t-test of the per-seed differences at the 5% level (ahead, behind or
     level, with t and p); below three seeds there is none ("too few seeds for a verdict").
     """
-    from .train.compare import paired_test
-
     plain = next((r for r in rows if r.get("plain")), None)
     if plain is None:
         return []

@@ -82,13 +82,13 @@ def test_segmentation_config_errors():
     assert TrainConfig(attention="se").digest() == TrainConfig(attention="se", crop_size=256).digest()
 
 
-def test_head_lr_multiplier_groups():
+def test_head_lr_scaleiplier_groups():
     from visattn.segmentation import create_segmenter
     from visattn.train.trainer import parameter_groups
 
     model = create_segmenter("cc", 3, backbone="tiny")
     head = {id(p) for p in model.decode_head.parameters()}
-    groups = parameter_groups(model, config(head_lr_mult=10.0, lr=0.02))
+    groups = parameter_groups(model, config(head_lr_scale=10.0, lr=0.02))
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     for g in groups:
         in_head = {id(p) in head for p in g["params"]}

@@ -63,7 +63,7 @@ def test_run_names_of_older_recipes_do_not_change():
     config = TrainConfig(attention="se", epochs=3)
     old = config.to_dict()
     later = ("dataset_kwargs", "transform", "transform_lr_scale", "zero_init_residual", "workers", "memory_budget_mb",
-             "task", "head", "output_stride", "aux", "scene_size", "crop_size", "head_lr_mult",
+             "task", "head", "output_stride", "aux", "scene_size", "crop_size", "head_lr_scale",
              "opt", "warmup_epochs", "mixup", "cutmix", "model_ema", "model_ema_decay", "accum_steps", "eval_every",
              "where", "replace", "pretrained", "img_size", "subset_seed")
     for key in ("data_dir", "device", *later):

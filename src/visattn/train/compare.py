@@ -20,14 +20,16 @@ from typing import Any
 import torch
 
 from ..data.loader import data_shape
-from ..registry import info
+from ..registry import info, list_modules
+from ..spec import literal_or_word, parse_modules, split_top_level
 from ..stats import ALPHA, MIN_SEEDS, PairedTest, paired_differences, paired_t_test
 from .checkpoint import atomic_write_text
 from .config import TrainConfig
 from .trainer import build_model, train
 
-__all__ = ["Variant", "compare", "ablation_variants", "leaderboard_rows", "model_latency", "latency_stats",
-           "paired_delta", "paired_test", "describe_recipe", "ABLATIONS"]
+__all__ = ["Variant", "compare", "ablation_variants", "parse_variants", "parse_head_variants", "parse_transform",
+           "leaderboard_rows", "model_latency", "latency_stats", "paired_delta", "paired_test", "describe_recipe",
+           "ABLATIONS"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,76 @@ class Variant:
 #: How a leaderboard's verdict column is decided, in words (the README and docs quote it).
 VERDICT_RULE = (f"a two-sided paired t-test of the per-seed Δ against zero at the {ALPHA:.0%} level: ahead or behind "
                 f"when p < {ALPHA:g}, level otherwise, and no verdict below {MIN_SEEDS} seeds (the cell gives p).")
+
+
+def parse_variants(text: str) -> list[Variant]:
+    """``--attention`` in the module grammar (``none,se,sge:groups=8,stn``) -> comparison entries.
+
+    A transform-role key (``stn``) becomes the network with that transform at its input (the ST-CNN);
+    ``none`` is the plain network.
+
+    Raises:
+        ValueError: an unknown key or argument (:class:`~visattn.spec.SpecError`), an empty list, or
+            arguments given to a transform (it is sized for the input).
+    """
+    variants = []
+    for spec in parse_modules(text, allow_none=True):
+        if spec.key != "none" and info(spec.key).role == "transform":
+            if spec.kwargs:
+                raise ValueError(f"{spec.text}: a transform is sized for the input; it takes no arguments")
+            variants.append(Variant(spec.text, None, transform=spec.key))
+        else:
+            variants.append(Variant(spec.text, None if spec.key == "none" else spec.key, attention_kwargs=spec.kwargs))
+    return variants
+
+
+def parse_transform(text: str | None) -> str | None:
+    """``--transform``: a registered transform-role key without arguments (``stn``), or None for ``none``.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if text is None or text.strip().lower() == "none":
+        return None
+    (spec,) = parse_modules(text)
+    if info(spec.key).role != "transform" or spec.kwargs:
+        raise ValueError(f"{text}: expected a transform module without arguments "
+                         f"(transforms: {', '.join(list_modules(role='transform'))})")
+    return spec.key
+
+
+def parse_head_variants(text: str) -> list[Variant]:
+    """``--head`` in the module grammar over decode heads (``fcn,cc:recurrence=1``) -> comparison entries.
+
+    Raises:
+        ValueError: an empty list, an unknown head, or arguments its constructor refuses.
+    """
+    tokens = [t.strip() for t in split_top_level(text, ",") if t.strip()]
+    if not tokens:
+        raise ValueError("give at least one head, e.g. fcn,cc")
+    return [_head_variant(token) for token in tokens]
+
+
+def _head_variant(token: str) -> Variant:
+    from ..segmentation import create_segmenter, list_heads
+
+    name, *settings = split_top_level(token, ":")
+    name = name.strip()
+    if name not in list_heads():
+        raise ValueError(f"unknown segmentation head {name!r}; choose from {', '.join(list_heads())}")
+    kwargs = []
+    for item in settings:
+        arg, eq, raw = item.partition("=")
+        if not eq or not arg.strip():
+            raise ValueError(f"{token}: expected ARG=VALUE after ':', got {item!r}")
+        kwargs.append((arg.strip(), literal_or_word(raw.strip())))
+    if kwargs:  # refused here, in one line, rather than in a run's subprocess
+        try:
+            create_segmenter(name, 2, backbone="tiny", input_size=32, **dict(kwargs))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{token}: {err}") from None
+    return Variant(token, None, attention_kwargs=tuple(kwargs), head=name)
+
 
 #: The SE paper's ablations (Hu et al., Tables 11-14): group -> (column title, argument, values).
 ABLATIONS: dict[str, tuple[str, str, tuple[Any, ...]]] = {
@@ -310,7 +382,7 @@ def describe_recipe(base: TrainConfig, seeds: int) -> str:
     """One line: network, data set (with its options), budget and seeds."""
     if base.task == "segmentation":
         net = f"{base.backbone}-D{base.output_stride} decode heads" + (
-            f" (head at {base.head_lr_mult:g}x the lr)" if base.head_lr_mult != 1 else "")
+            f" (head at {base.head_lr_scale:g}x the lr)" if base.head_lr_scale != 1 else "")
     else:
         net = base.backbone + (f" + {base.transform} at the input" if base.transform else "")
     data = base.dataset + (" (" + ", ".join(f"{k}={v}" for k, v in base.dataset_kwargs.items()) + ")"
@@ -348,8 +420,8 @@ def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Lead
         what, where = base.backbone, base.dataset
     lines = [f"# {title}", "",
              f"{what} on {where}, {base.epochs} epoch(s), batch {base.batch_size}, lr {base.lr} ({base.schedule})"
-             + (f", decode head at {base.head_lr_mult:g}x the lr" if base.task == "segmentation"
-                and base.head_lr_mult != 1 else "") + f", {seeds} seed(s) each"
+             + (f", decode head at {base.head_lr_scale:g}x the lr" if base.task == "segmentation"
+                and base.head_lr_scale != 1 else "") + f", {seeds} seed(s) each"
              + (f", {_which(base)} {base.train_limit:,} training images" if base.train_limit
                 else ", all training images")
              + (f", {_which(base)} {base.val_limit:,} test images" if base.val_limit else ", all test images")

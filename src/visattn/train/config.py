@@ -11,7 +11,7 @@ __all__ = ["TrainConfig", "SCHEDULES", "SEGMENTATION_FIELDS", "OPTIMIZERS"]
 
 SCHEDULES = ("onecycle", "cosine", "poly")
 #: Fields only segmentation runs use; left out of a classification run's digest so its folder name is unchanged.
-SEGMENTATION_FIELDS = ("task", "head", "output_stride", "aux", "scene_size", "crop_size", "head_lr_mult")
+SEGMENTATION_FIELDS = ("task", "head", "output_stride", "aux", "scene_size", "crop_size", "head_lr_scale")
 #: Fields that do not change what a run computes.
 NOT_RECIPE = ("epochs", "data_dir", "device", "workers", "memory_budget_mb", "eval_every")
 #: Recipe fields added after the first release, with their defaults (left out of :meth:`TrainConfig.digest`).
@@ -22,6 +22,8 @@ _LATER_FIELDS = {"dataset_kwargs": {}, "transform": None, "transform_lr_scale": 
                  "ignore_index": 255, "class_weights": None, "eval_mode": "whole"}
 #: ``opt`` choices (see :mod:`visattn.train.recipe`).
 OPTIMIZERS = ("sgd", "adamw")
+#: Fields renamed since: old name in config.json -> field. Old run folders still open; digests hash the old name.
+RENAMED = {"head_lr_mult": "head_lr_scale"}
 
 
 @dataclass
@@ -87,7 +89,9 @@ class TrainConfig:
     class_weights: list[float] | None = None  # per-class weights of the segmentation loss
     eval_mode: str = "whole"  # segmentation evaluation: whole images, or "slide" (windows of the training crop)
     workers: int = 2  # DataLoader processes for folder data sets
-    head_lr_mult: float = 1.0  # decode head lr multiplier (PyTorch-Encoding, DANet's code base: 10 for head + aux)
+    # the decode head's parameters learn at this multiple of lr (PyTorch-Encoding, DANet's code base: 10 for head +
+    # aux); the same idea as transform_lr_scale, named alike (config.json of older runs says head_lr_mult)
+    head_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -144,8 +148,8 @@ class TrainConfig:
         for name in ("scene_size", "crop_size"):
             if getattr(self, name) < 8:
                 raise ValueError(f"{name} must be >= 8, got {getattr(self, name)}")
-        if self.head_lr_mult <= 0:
-            raise ValueError(f"head_lr_mult must be positive, got {self.head_lr_mult}")
+        if self.head_lr_scale <= 0:
+            raise ValueError(f"head_lr_scale must be positive, got {self.head_lr_scale}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         self._check_practitioner_fields()
@@ -197,6 +201,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         if "subset_seed" not in data:  # recorded before limits were stratified: they took the first samples
             data = {**data, "subset_seed": None}
+        data = {RENAMED.get(k, k): v for k, v in data.items()}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def same_run(self, other: TrainConfig) -> bool:
@@ -215,4 +220,7 @@ class TrainConfig:
         for key, default in _LATER_FIELDS.items():  # fields added later hash only when set: old names still resume
             if d.get(key) == default:
                 d.pop(key)
+        for old, new in RENAMED.items():  # renamed fields hash under their first name: folder names stay
+            if new in d:
+                d[old] = d.pop(new)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 import time
 
-__all__ = ["Progress"]
+__all__ = ["EpochProgress"]
 
 
-class Progress:
+class EpochProgress:
     """Per-epoch bar with loss and throughput; ``enabled=False`` on ranks other than 0."""
 
     def __init__(self, total_epochs: int, enabled: bool = True, stream=None):
@@ -26,7 +26,7 @@ class Progress:
             except ImportError:
                 pass
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> EpochProgress:
         if self._rich is not None:
             self._rich.__enter__()
         return self

@@ -70,19 +70,19 @@ def parameter_groups(model: nn.Module, config) -> list[dict[str, Any]]:
 
     Two kinds of parameters learn at their own multiple of ``config.lr`` (each group's ``lr_scale``):
     an input transform (an ST's localisation net, ``"transform": True``) at ``transform_lr_scale``, and a
-    segmentation decode head (``"head": True``) at ``head_lr_mult`` when that is not 1. Without either the
+    segmentation decode head (``"head": True``) at ``head_lr_scale`` when that is not 1. Without either the
     groups are ``[weights, flat]``.
     """
     transform = getattr(model, "transform", None)
     in_transform = {id(p) for p in transform.parameters()} if isinstance(transform, nn.Module) else set()
     head = getattr(model, "decode_head", None) if config.task == "segmentation" else None
-    in_head = {id(p) for p in head.parameters()} if head is not None and config.head_lr_mult != 1 else set()
+    in_head = {id(p) for p in head.parameters()} if head is not None and config.head_lr_scale != 1 else set()
     groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         groups.setdefault((id(p) in in_transform, id(p) in in_head, p.ndim <= 1), []).append(p)
     out = []
     for (is_transform, is_head, flat), params in sorted(groups.items()):
-        scale = config.transform_lr_scale if is_transform else config.head_lr_mult if is_head else 1.0
+        scale = config.transform_lr_scale if is_transform else config.head_lr_scale if is_head else 1.0
         out.append({"params": params, "weight_decay": 0.0 if flat else config.weight_decay, "lr": config.lr * scale,
                     "lr_scale": scale, "transform": is_transform, "head": is_head})
     return out

@@ -28,7 +28,7 @@ from .checkpoint import atomic_write_text, load_latest, save_checkpoint
 from .config import NOT_RECIPE, TrainConfig
 from .distributed import DistInfo, all_reduce_sum, setup_distributed, teardown_distributed
 from .logs import RunLog
-from .progress import Progress
+from .progress import EpochProgress
 from .recipe import Recipe, check_recipe, parameter_groups, topk_correct
 
 __all__ = ["train", "build_model", "build_classifier", "count_flops", "resolve_device", "ConfigMismatchError",
@@ -238,7 +238,7 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
         + (f", {dist.world_size} processes" if dist.enabled else ""))
     scores: dict[str, Any] | None = None
     ema_scores: dict[str, Any] | None = None
-    with Progress(config.epochs, enabled=progress and dist.is_main) as bar:
+    with EpochProgress(config.epochs, enabled=progress and dist.is_main) as bar:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             loader.set_epoch(epoch)
             recipe.start_epoch(epoch)

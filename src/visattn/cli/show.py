@@ -1,10 +1,10 @@
-"""`visattn show`: argument parsing only (the work is in :mod:`visattn.viz.show`)."""
+"""``visattn show``: argument parsing only (the work is in :mod:`visattn.viz.show`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..cli import add_device_argument, add_quiet_argument
+from .common import CLIError, add_device_argument, add_quiet_argument, bounded, check_out_dir, module_list
 
 __all__ = ["add_parser"]
 
@@ -17,20 +17,8 @@ def _query(text: str) -> tuple[int, int]:
     return y, x
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _modules(text: str | None) -> list[str] | None:
     """``--modules`` in the module grammar; show draws what the run trained, so keys only, no arguments."""
-    from ..cli import CLIError, module_list
-
     if text is None:
         return None
     specs = module_list(text, patterns=True, flag="--modules")
@@ -40,9 +28,8 @@ def _modules(text: str | None) -> list[str] | None:
     return [s.key for s in specs]
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    from ..cli import CLIError, check_out_dir
-    from .show import ShowError, show_run
+def run(args: argparse.Namespace) -> int:
+    from ..viz.show import ShowError, show_run
 
     modules = _modules(args.modules)
     check_out_dir(args.out)
@@ -57,20 +44,21 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
+    """Add ``show`` to the ``visattn`` sub-parsers."""
     p = subparsers.add_parser(
         "show", help="attention maps of a trained run as pictures, with Grad-CAM, on an HTML page",
         description="Draw what the attention modules of a trained run weigh on test images (spatial maps over "
         "the input, channel weights by class, context attention of a query pixel, STN warps) beside Grad-CAM, "
         "into PNG files and an index.html that opens in a browser.")
     p.add_argument("run_dir", help="a folder written by `visattn train` (config.json, checkpoints/)")
-    p.add_argument("--images", type=_positive, default=4, help="how many test images to draw (default 4)")
+    p.add_argument("--images", type=bounded(int, 1), default=4, help="how many test images to draw (default 4)")
     p.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
                    help="only images of these classes: names or indices, e.g. --classes Sandal 9 or Bag,Coat")
     p.add_argument("--query", type=_query, default=None, metavar="Y,X",
                    help="query pixel (input-image coordinates) for context modules' attention; default the centre")
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/show)")
     p.add_argument("--data-dir", default=None, help="data folder, when not where the run found it")
-    p.add_argument("--limit", type=_positive, default=None,
+    p.add_argument("--limit", type=bounded(int, 1), default=None,
                    help="average channel weights over the first N test images (default: the run's val limit)")
     p.add_argument("--modules", default=None, metavar="KEY,...",
                    help="draw only the modules with these keys (the module grammar's keys, patterns allowed, e.g. "
@@ -82,4 +70,4 @@ def add_parser(subparsers) -> None:
     p.add_argument("--scale", choices=("layer", "image"), default="layer",
                    help="colour range of the maps: 'layer' (default): one range per layer over the drawn images, "
                    "so a nearly flat map looks flat; 'image': each map on its own min-max")
-    p.set_defaults(func=cmd_show)
+    p.set_defaults(func=run)

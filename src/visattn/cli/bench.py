@@ -1,4 +1,4 @@
-"""``visattn bench``: argument parsing and output files; the measuring is in :mod:`.runner`."""
+"""``visattn bench``: argument parsing and output files; the measuring is in :mod:`visattn.bench.runner`."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import sys
 
 import torch
 
-from ..cli import CLIError, add_device_argument, add_quiet_argument, module_list
-from .environment import cpu_model
-from .plots import MISSING_MATPLOTLIB, have_matplotlib, plot_overhead, plot_scaling
-from .progress import Progress
-from .report import print_table, write_csv, write_json, write_markdown
-from .runner import BenchConfig, run_bench
-from .subjects import BASELINES, DTYPES
+from ..bench.environment import cpu_model
+from ..bench.plots import MISSING_MATPLOTLIB, have_matplotlib, plot_overhead, plot_scaling
+from ..bench.progress import Progress
+from ..bench.report import print_table, write_csv, write_json, write_markdown
+from ..bench.runner import BenchConfig, run_bench
+from ..bench.subjects import BASELINES, DTYPES
+from .common import CLIError, add_device_argument, add_quiet_argument, bounded, check_device, module_list
 
-__all__ = ["add_parser", "cmd_bench"]
+__all__ = ["add_parser"]
 
 _EPILOG = """\
 examples:
@@ -27,18 +27,8 @@ examples:
 """
 
 
-def _int(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
+_at_least_one = bounded(int, 1, what="an integer >= 1")
+_seconds = bounded(float, 0, strict=True, what="a positive number of seconds")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -51,16 +41,6 @@ def _size(text: str) -> tuple[int, int]:
     if len(values) not in (1, 2) or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"sizes must be positive, N or HxW, got {text!r}")
     return (values[0], values[-1])
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def _dtype(text: str) -> str:
@@ -76,24 +56,24 @@ def add_parser(subparsers) -> None:
         description="Measure modules against a 3x3 convolution of the same width: parameters, FLOPs, forward "
                     "(and forward+backward) time as median and p10/p90, peak memory; with several sizes, how "
                     "time and memory scale with H*W.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_EPILOG)
     p.add_argument("keys", nargs="*", metavar="KEY[:ARG=VALUE...]",
                    help="modules: registry keys with arguments if wanted (sge:groups=8), space- or comma-separated; "
                    "fnmatch patterns ('c*') or 'all' (default: all)")
-    p.add_argument("--channels", type=_int(1), default=256, help="input channels C (default 256)")
+    p.add_argument("--channels", type=_at_least_one, default=256, help="input channels C (default 256)")
     p.add_argument("--size", dest="sizes", action="append", type=_size, metavar="N|HxW",
                    help="feature size; repeat for several (default 56)")
-    p.add_argument("--batch", type=_int(1), default=8, help="batch size (default 8)")
+    p.add_argument("--batch", type=_at_least_one, default=8, help="batch size (default 8)")
     add_device_argument(p)
     p.add_argument("--dtype", type=_dtype, default="float32", help="float32 (default), bfloat16 or float16")
     p.add_argument("--channels-last", action="store_true", help="modules and inputs in channels_last")
     p.add_argument("--compile", action="store_true", help="time torch.compile(module)")
     p.add_argument("--backward", action="store_true", help="also time forward+backward (train mode)")
-    p.add_argument("--repeat", type=_int(1), default=20, help="timed calls per measurement (default 20)")
-    p.add_argument("--warmup", type=_int(0), default=3, help="untimed calls before them (default 3)")
+    p.add_argument("--repeat", type=_at_least_one, default=20, help="timed calls per measurement (default 20)")
+    p.add_argument("--warmup", type=bounded(int, 0), default=3, help="untimed calls before them (default 3)")
     p.add_argument("--max-time", type=_seconds, default=None, metavar="SECONDS",
                    help="stop timing a measurement early once its calls add up to SECONDS (at least 3 calls)")
-    p.add_argument("--threads", type=_int(1), default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--threads", type=_at_least_one, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--baseline", default="conv3x3", choices=[*BASELINES, "none"],
                    help="what costs are relative to (default conv3x3: Conv2d(C, C, 3, padding=1, bias=False))")
     p.add_argument("--peers", action="store_true", help="also time timm / torchvision versions (ratio visattn/peer)")
@@ -108,31 +88,12 @@ def add_parser(subparsers) -> None:
                    help="all of the above: PREFIX.json, .csv, .md, PREFIX-scaling.png, PREFIX-overhead.png "
                         "(plots only when matplotlib is installed)")
     add_quiet_argument(p)
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=run)
 
 
 def _resolve_keys(tokens: list[str]) -> list[str]:
     """The modules to measure, each in its canonical grammar spelling (``se``, ``sge:groups=8``)."""
     return [spec.text for spec in module_list(tokens or ["all"], patterns=True, flag="KEY")]
-
-
-def _check_device(text: str) -> str:
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(text)
-    except RuntimeError:
-        raise CLIError(f"unknown device {text!r}; expected cpu or cuda[:N]") from None
-    if dev.type == "cpu":
-        return "cpu"
-    if dev.type != "cuda":
-        raise CLIError(f"device {text!r} is not supported; expected cpu or cuda[:N]")
-    if not torch.cuda.is_available():
-        why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-        raise CLIError(f"--device {text} requested but CUDA is not available ({why}, torch {torch.__version__})")
-    if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise CLIError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s)")
-    return str(dev)
 
 
 def _outputs(args: argparse.Namespace) -> dict[str, str | None]:
@@ -156,9 +117,9 @@ def _plot_paths(path: str) -> tuple[str, str]:
     return f"{stem}-scaling.png", f"{stem}-overhead.png"
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     keys = _resolve_keys(args.keys)
-    device = _check_device(args.device)
+    device = check_device(args.device)
     if args.plot and not have_matplotlib():
         raise CLIError(f"--plot: {MISSING_MATPLOTLIB}")
     outputs = _outputs(args)
