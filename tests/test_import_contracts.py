@@ -77,10 +77,10 @@ def test_the_break_parser_reads_lint_imports_reports():
 
 
 def test_a_broken_layer_is_caught(tmp_path):
-    """The same layers contract, with modules placed above cli, must fail on the real package."""
+    """The same layers contract, with cli placed below registry (which it imports), must fail on the real package."""
     text = (ROOT / "pyproject.toml").read_text()
-    broken = text.replace('    "(__main__)",\n    "cli",\n', '    "(__main__)",\n    "modules",\n    "cli",\n', 1)
-    broken = broken.replace('    "factory | spec",\n    "modules",\n', '    "factory | spec",\n', 1)
+    broken = text.replace('    "(__main__)",\n    "cli",\n', '    "(__main__)",\n', 1)
+    broken = broken.replace('    "registry | layers | ops",\n', '    "registry | layers | ops",\n    "cli",\n', 1)
     assert broken != text
     config = tmp_path / "pyproject.toml"
     config.write_text(broken)
