@@ -33,6 +33,18 @@ def test_numbers_of_the_right_kind_are_kept():
     assert parse_module("se:reduction=4").kwargs == (("reduction", 4),)
     assert parse_module("simam:e_lambda=0.001").kwargs == (("e_lambda", 0.001),)
     assert parse_module("simam:e_lambda=1").kwargs == (("e_lambda", 1),)  # a whole number where a float goes
+
+
+def test_a_real_valued_argument_takes_a_fraction():
+    # ECA's gamma and b are real numbers (paper eq. 12): their defaults are written 2.0 and 1.0 so that the
+    # whole-number rule, which goes by the default's type, does not refuse eca:gamma=1.5
+    assert parse_module("eca:gamma=1.5:b=0.5").kwargs == (("gamma", 1.5), ("b", 0.5))
+
+
+def test_float_annotated_argument_with_a_whole_default_takes_a_fraction():
+    # ECA's gamma is annotated float with the default 2: a fraction is its own value, not a truncated count
+    assert parse_module("eca:gamma=1.5").kwargs == (("gamma", 1.5),)
+    assert parse_module("eca:gamma=1.5:b=0.5").kwargs == (("gamma", 1.5), ("b", 0.5))
     assert parse_module("cbam:no_spatial=True").kwargs == (("no_spatial", True),)
 
 

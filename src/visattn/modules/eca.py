@@ -17,7 +17,7 @@ from ..registry import register
 __all__ = ["EfficientChannelAttention", "eca_kernel_size"]
 
 
-def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
+def eca_kernel_size(channels: int, gamma: float = 2.0, b: float = 1.0) -> int:
     r"""The adaptive kernel size of ECA (paper eq. 12): :math:`k = |\log_2(C) / \gamma + b / \gamma|_{odd}`.
 
     Computed as the official formula :math:`t = \lfloor |(\log_2 C + b) / \gamma| \rfloor`, :math:`k = t` if
@@ -87,7 +87,7 @@ class EfficientChannelAttention(nn.Module):
         torch.Size([2, 256, 7, 9])
     """
 
-    def __init__(self, channels: int, *, kernel_size: int | None = None, gamma: float = 2, b: float = 1,
+    def __init__(self, channels: int, *, kernel_size: int | None = None, gamma: float = 2.0, b: float = 1.0,
                  gate_layer: LayerType = "sigmoid"):
         super().__init__()
         if kernel_size is None:
