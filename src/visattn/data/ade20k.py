@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .datasets import register_dataset
-from .seg_folders import IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD, FolderSource, SegDataError, SegFolder
+from .seg_folders import IMAGENET_MEAN, IMAGENET_STD, FolderSource, SegDataError, SegFolder, pair_by_stem
 
 __all__ = ["ADE20K_CLASSES", "ADE20K", "read_ade20k"]
 
@@ -49,15 +49,7 @@ def read_ade20k(root: str | Path, split: str, **kwargs) -> SegFolder:
     if not image_dir.is_dir():
         raise SegDataError(f"{image_dir}: folder not found (expected ADEChallengeData2016/images/{folder}/ and "
                            f"annotations/{folder}/)")
-    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise SegDataError(f"{image_dir}: no images")
-    pairs = []
-    for image in images:
-        mask = mask_dir / f"{image.stem}.png"
-        if not mask.is_file():
-            raise SegDataError(f"{mask}: no annotation for image {image.name}")
-        pairs.append((image, mask))
+    pairs = pair_by_stem(image_dir, mask_dir, what="annotation")
     return SegFolder(pairs, list(ADE20K_CLASSES), reduce_zero_label=True, **kwargs)
 
 

@@ -252,6 +252,15 @@ def read_generic(root: str | Path, split: str, **kwargs) -> SegFolder:
     image_dir, mask_dir = root / "images" / split, root / "masks" / split
     if not image_dir.is_dir():
         raise SegDataError(f"{image_dir}: folder not found (expected images/{split}/ and masks/{split}/)")
+    return SegFolder(pair_by_stem(image_dir, mask_dir), classes, **kwargs)
+
+
+def pair_by_stem(image_dir: Path, mask_dir: Path, what: str = "mask") -> list[tuple[Path, Path]]:
+    """``(image, mask)`` pairs of every image in ``image_dir`` and the PNG of the same stem in ``mask_dir``.
+
+    Raises:
+        SegDataError: no image in ``image_dir``, or an image without its ``what`` (named in one line).
+    """
     images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise SegDataError(f"{image_dir}: no images")
@@ -259,9 +268,9 @@ def read_generic(root: str | Path, split: str, **kwargs) -> SegFolder:
     for image in images:
         mask = mask_dir / f"{image.stem}.png"
         if not mask.is_file():
-            raise SegDataError(f"{mask}: no mask for image {image.name}")
+            raise SegDataError(f"{mask}: no {what} for image {image.name}")
         pairs.append((image, mask))
-    return SegFolder(pairs, classes, **kwargs)
+    return pairs
 
 
 class FolderSource(SegmentationSource):
