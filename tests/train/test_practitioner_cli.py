@@ -81,3 +81,18 @@ def test_image_size_the_network_cannot_take(folder, tmp_path, capsys):
 def test_where_needs_an_attention_module(folder, tmp_path, capsys):
     assert main(base(folder, "--where", "layer1.*", "--out", str(tmp_path / "r"))) == 2
     assert "--where / --replace place the --attention module" in one_line(capsys)
+
+
+def test_corrupt_image_on_the_streamed_path_is_one_line(folder, tmp_path, capsys):
+    # the low-resolution ImageFolder path streams from disk when over --memory-budget-mb: the damaged file is
+    # decoded inside a DataLoader worker process, whose wrapper error carries the worker's whole traceback
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    (broken / "train" / "class1" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    args = ["train", "--dataset", "image-folder", "--data-dir", str(broken), "--memory-budget-mb", "0",
+            "--workers", "1", "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--quiet",
+            "--out", str(tmp_path / "r")]
+    assert main(args) == 2
+    assert "2.png: not a readable image" in one_line(capsys)

@@ -122,6 +122,9 @@ def module_list(text, *, allow_none: bool = False, patterns: bool = False, flag:
 
 def clean_message(message: str) -> str:
     """A library message as the command line shows it: one ``visattn:`` prefix, CLI commands, not Python calls."""
+    if "in DataLoader worker process" in message:  # torch's wrapper: the worker's traceback, then its own line
+        last = [line for line in message.splitlines() if line.strip()][-1]
+        message = re.sub(r"^\w+(Error|Exception): ", "", last)
     message = re.sub(r"(?<![\w`.-])visattn: ", "", message)  # main() adds the one prefix, "visattn CMD: error:"
     if "`visattn.backbones.list_backbones()` lists all names" in message:
         from ..backbones import list_backbones
