@@ -37,11 +37,22 @@ from torch import nn
 
 from visattn.backbones import BasicBlock, create
 from visattn.data.loader import BatchLoader, load_dataset
-from visattn.train import trainer as trainer_module
 from visattn.train.checkpoint import load_latest
 from visattn.train.config import TrainConfig
+from visattn.train.tasks import ClassificationTask
+from visattn.train.trainer import train
 
 OUT = Path(__file__).parent / "results" / "slow-start"
+
+
+class VariantTask(ClassificationTask):
+    """The classification task with the variant's own model (the trainer calls the task, nothing else)."""
+
+    def __init__(self, factory: Callable[[], nn.Module]):
+        self.factory = factory
+
+    def build_model(self, config, train) -> nn.Module:
+        return self.factory()
 
 
 def _with_timm(module_factory: Callable[[int], nn.Module], size: int, zero_init: bool = False) -> nn.Module:
@@ -149,10 +160,9 @@ def main() -> None:
         for seed in seeds:
             slug = name.replace(" ", "-").replace("(", "").replace(")", "").replace("+", "plus").replace("=", "")
             run_dir = OUT / "runs" / f"{slug}-s{seed}"
-            trainer_module.build_model = lambda *a, factory=factory, **k: factory()  # the variant's model
             t0 = time.perf_counter()
-            result = trainer_module.train(replace(base, seed=seed, attention=slug), run_dir, progress=False,
-                                          log=lambda *a: None)
+            result = train(replace(base, seed=seed, attention=slug), run_dir, progress=False, log=lambda *a: None,
+                           task=VariantTask(factory))
             curve = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
             run = {"seed": seed, "accuracy": result["accuracy"], "train_loss": [c["train_loss"] for c in curve],
                    "val_accuracy": [c["val_accuracy"] for c in curve], "wall_s": time.perf_counter() - t0}

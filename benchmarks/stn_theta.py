@@ -18,8 +18,8 @@ import torch
 from visattn.data.cluttered import ITEM, ClutterSpec, uniforms
 from visattn.data.loader import BatchLoader, load_dataset
 from visattn.train.checkpoint import load_latest
+from visattn.train.classifier import build_model
 from visattn.train.config import TrainConfig
-from visattn.train.trainer import build_model
 
 
 @torch.no_grad()

@@ -44,10 +44,6 @@ KNOWN_BREAKS = {
         "visattn.train.cli -> visattn.cli", "visattn.bench.cli -> visattn.cli", "visattn.viz.cli -> visattn.cli",
         "visattn.train.cli -> visattn.export", "visattn.train.cli -> visattn.predict",
     },
-    # acyclic_siblings names the packages with a circle: visattn (cli -> demo -> train.cli -> cli) and
-    # visattn.train (trainer.py imports tasks.py; tasks.py imports trainer.load_dataset / build_model /
-    # evaluate / _amp_dtype back)
-    "no-circles": {"visattn", "visattn.train"},
 }
 
 

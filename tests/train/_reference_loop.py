@@ -7,7 +7,7 @@ import torch.nn.functional as F
 def reference_losses(config, steps: int) -> list[float]:
     """Per-batch training losses of the first ``steps`` batches, computed the way the trainer always has."""
     from visattn.data.loader import load_dataset, make_loader
-    from visattn.train.trainer import build_model
+    from visattn.train.classifier import build_model
 
     train, _ = load_dataset(config.dataset, config.data_dir, train_limit=config.train_limit,
                             val_limit=config.val_limit, image_size=config.image_size)

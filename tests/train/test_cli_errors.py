@@ -10,7 +10,7 @@ from tests.data.test_fashion_mnist import write_tiny_set
 from visattn.cli import main
 from visattn.data import fashion_mnist as fm
 from visattn.train import TrainConfig
-from visattn.train import trainer as trainer_mod
+from visattn.train import classifier as classifier_mod
 
 TINY = ["--train-limit", "32", "--val-limit", "16", "--batch-size", "16", "--backbone", "resnet20", "-q",
         "--device", "cpu"]
@@ -122,7 +122,7 @@ def test_result_files_follow_the_umask(tiny_fmnist, tmp_path):
 
 def test_interrupt_says_what_is_saved_and_how_to_resume(tiny_fmnist, tmp_path, monkeypatch, capsys):
     calls = []
-    real = trainer_mod.evaluate
+    real = classifier_mod.evaluate
 
     def evaluate_then_stop(*args, **kwargs):
         calls.append(1)
@@ -130,7 +130,7 @@ def test_interrupt_says_what_is_saved_and_how_to_resume(tiny_fmnist, tmp_path, m
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_mod, "evaluate", evaluate_then_stop)
+    monkeypatch.setattr(classifier_mod, "evaluate", evaluate_then_stop)
     out = tmp_path / "run"
     argv = ["train", "--data-dir", str(tiny_fmnist), "--epochs", "3", *TINY]
     assert main([*argv, "--out", str(out)]) == 130
@@ -138,7 +138,7 @@ def test_interrupt_says_what_is_saved_and_how_to_resume(tiny_fmnist, tmp_path, m
     assert len(err) == 1 and "interrupted" in err[0] and str(out / "checkpoints" / "epoch-001.pt") in err[0]
     command = err[0].split("resume with: ", 1)[1]
     assert command.startswith("visattn train ") and f"--out {out}" in command
-    monkeypatch.setattr(trainer_mod, "evaluate", real)
+    monkeypatch.setattr(classifier_mod, "evaluate", real)
     assert main(command.split()[1:]) == 0  # the printed command resumes and finishes the run
     assert json.loads((out / "result.json").read_text())["epochs"] == 3
     assert "resuming" in capsys.readouterr().out
@@ -148,7 +148,7 @@ def test_interrupt_before_anything_is_saved(tiny_fmnist, tmp_path, monkeypatch, 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer_mod, "evaluate", stop)
+    monkeypatch.setattr(classifier_mod, "evaluate", stop)
     monkeypatch.chdir(tmp_path)  # the default --out, runs/..., is relative: keep it out of the repository
     assert main(["train", "--data-dir", str(tiny_fmnist), *TINY]) == 130  # default --out: added to the command
     err = capsys.readouterr().err

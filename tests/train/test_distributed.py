@@ -11,17 +11,17 @@ SCRIPT = textwrap.dedent('''
     import os, sys
     import torch
     from visattn.train import TrainConfig, train
-    from visattn.train import trainer
+    from visattn.train import classifier
 
     data, out = sys.argv[1], sys.argv[2]
     seen = {}
-    real_evaluate = trainer.evaluate
+    real_evaluate = classifier.evaluate
 
     def evaluate(model, *args, **kwargs):
         seen["model"] = model
         return real_evaluate(model, *args, **kwargs)
 
-    trainer.evaluate = evaluate
+    classifier.evaluate = evaluate
     config = TrainConfig(backbone="resnet20", attention="se", data_dir=data, epochs=2, batch_size=8, lr=0.05,
                          train_limit=64, val_limit=32, seed=1, device="cpu")
     result = train(config, out, progress=False)

@@ -15,7 +15,7 @@ from torch import nn
 from visattn.data import loader as loader_mod
 from visattn.data.loader import BatchLoader, ImageData
 from visattn.train import TrainConfig, train
-from visattn.train import trainer as trainer_mod
+from visattn.train import classifier as classifier_mod
 from visattn.train.checkpoint import checkpoint_paths, save_checkpoint
 from visattn.train.distributed import DistInfo
 
@@ -39,7 +39,7 @@ def _val_data(n: int = 600, size: int = 8) -> ImageData:
 def test_evaluate_is_an_eval_mode_pass_over_unaugmented_normalised_images():
     cfg = TrainConfig(backbone="resnet20", attention="se", device="cpu", dataset="fashion-mnist", pad=4)
     torch.manual_seed(0)
-    model = trainer_mod.build_model(cfg, 1, 10)
+    model = classifier_mod.build_model(cfg, 1, 10)
     data = _val_data()
     with torch.no_grad():  # give BatchNorm running statistics that differ from any one batch's statistics
         model.train()
@@ -56,7 +56,7 @@ def test_evaluate_is_an_eval_mode_pass_over_unaugmented_normalised_images():
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
-    acc, loss, _ = trainer_mod.evaluate(model, data, cfg, torch.device("cpu"), DistInfo())
+    acc, loss, _ = classifier_mod.evaluate(model, data, cfg, torch.device("cpu"), DistInfo())
 
     assert acc == pytest.approx(expected_acc, abs=1e-9) and acc > 50
     assert loss == pytest.approx(expected_loss, rel=1e-5)

@@ -6,8 +6,8 @@ import torch
 
 from tests._interrupt import interrupt_after_first_checkpoint
 from visattn.train import TrainConfig, train
-from visattn.train import trainer as trainer_mod
 from visattn.train.checkpoint import CorruptCheckpointWarning, checkpoint_paths, load_latest
+from visattn.train.tasks import ClassificationTask
 from visattn.train.trainer import ConfigMismatchError
 
 
@@ -42,7 +42,7 @@ def test_run_writes_metrics_checkpoints_result(tiny_fmnist, tmp_path):
 def test_finished_run_is_not_trained_again(tiny_fmnist, tmp_path, monkeypatch):
     out = tmp_path / "run"
     first = train(config(tiny_fmnist), out, progress=False, log=quiet)
-    monkeypatch.setattr(trainer_mod, "load_dataset", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(ClassificationTask, "load_data", lambda *a, **k: pytest.fail("trained again"))
     assert train(config(tiny_fmnist), out, progress=False, log=quiet) == first
 
 

@@ -24,8 +24,9 @@ from ..registry import info, list_modules
 from ..spec import literal_or_word, parse_modules, split_top_level
 from ..stats import ALPHA, MIN_SEEDS, PairedTest, paired_differences, paired_t_test
 from .checkpoint import atomic_write_text
+from .classifier import build_model
 from .config import TrainConfig
-from .trainer import build_model, train
+from .trainer import train
 
 __all__ = ["Variant", "compare", "ablation_variants", "parse_variants", "parse_head_variants", "parse_transform",
            "leaderboard_rows", "model_latency", "latency_stats", "paired_delta", "paired_test", "describe_recipe",

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import classifier
 from .config import TrainConfig
+from .device import autocast
 from .distributed import DistInfo, all_reduce_sum
 
 __all__ = ["Task", "ClassificationTask", "SegmentationTask", "get_task", "TASKS"]
@@ -35,6 +37,8 @@ class Task:
     metric_title: str = ""
     #: build_model loads ``config.pretrained`` itself (into part of the model), so the trainer does not
     pretrained_in_build: bool = False
+    #: the model spec of the last :meth:`build_model` (what rebuilds it), when the task has one
+    spec: dict[str, Any] | None = None
 
     def load_data(self, config: TrainConfig):
         raise NotImplementedError
@@ -44,6 +48,10 @@ class Task:
 
     def sample_shape(self, config: TrainConfig, train) -> tuple[int, ...]:
         raise NotImplementedError
+
+    def run_info(self, config: TrainConfig, train) -> dict[str, Any] | None:
+        """What a run folder keeps in run.json to rebuild and use its model; None: no run.json."""
+        return None
 
     def train_loader(self, config: TrainConfig, train, dist: DistInfo):
         raise NotImplementedError
@@ -73,14 +81,14 @@ class ClassificationTask(Task):
     name, metric, metric_title = "classification", "accuracy", "val acc"
 
     def load_data(self, config: TrainConfig):
-        from . import trainer  # looked up there at call time, so that one patch point serves tests and tools
+        from ..data.loader import load_dataset
 
         if config.img_size is not None:  # an image folder at real resolution, decoded in DataLoader workers
             return self._image_files(config)
-        return trainer.load_dataset(config.dataset, config.data_dir, train_limit=config.train_limit,
-                                    val_limit=config.val_limit, image_size=config.image_size,
-                                    memory_budget_mb=config.memory_budget_mb, dataset_kwargs=config.dataset_kwargs,
-                                    subset_seed=config.subset_seed)
+        return load_dataset(config.dataset, config.data_dir, train_limit=config.train_limit,
+                            val_limit=config.val_limit, image_size=config.image_size,
+                            memory_budget_mb=config.memory_budget_mb, dataset_kwargs=config.dataset_kwargs,
+                            subset_seed=config.subset_seed)
 
     @staticmethod
     def _image_files(config: TrainConfig):
@@ -101,9 +109,9 @@ class ClassificationTask(Task):
 
     def build_model(self, config: TrainConfig, train) -> nn.Module:
         from ..backbones.external import check_input_size
-        from .trainer import build_classifier
 
-        model, self.spec = build_classifier(config, train.in_chans, len(train.classes), train.image_shape[-2:])
+        size = train.image_shape[-2:]
+        model, self.spec = classifier.build_classifier(config, train.in_chans, len(train.classes), size)
         check_input_size(model, train.in_chans, train.image_shape[-2:], name=config.backbone)
         return model
 
@@ -113,7 +121,7 @@ class ClassificationTask(Task):
             "input_size": list(train.image_shape[-2:]), "mean": list(train.mean), "std": list(train.std),
             "channels": train.in_chans,
             "resize": "squash to image_size" if config.dataset == "image-folder" else "none (fixed-size data)"}
-        return {"model": getattr(self, "spec", None), "preprocessing": preprocessing, "classes": list(train.classes)}
+        return {"model": self.spec, "preprocessing": preprocessing, "classes": list(train.classes)}
 
     def sample_shape(self, config: TrainConfig, train) -> tuple[int, ...]:
         return (1, *train.image_shape)
@@ -130,9 +138,7 @@ class ClassificationTask(Task):
         return F.cross_entropy(output, target, label_smoothing=config.label_smoothing)
 
     def evaluate(self, model, val, config, device, dist) -> dict[str, Any]:
-        from .trainer import evaluate
-
-        accuracy, loss, top5 = evaluate(model, val, config, device, dist)
+        accuracy, loss, top5 = classifier.evaluate(model, val, config, device, dist)
         return {"accuracy": accuracy, "loss": loss, **({"top5": top5} if top5 is not None else {})}
 
     def record(self, scores: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +225,6 @@ class SegmentationTask(Task):
     def evaluate(self, model, val, config, device, dist) -> dict[str, Any]:
         from ..data.segmentation import IGNORE_INDEX
         from .metrics import confusion_matrix, segmentation_scores
-        from .trainer import _amp_dtype
 
         model.eval()
         k = len(val.classes)
@@ -231,7 +236,7 @@ class SegmentationTask(Task):
                 y = y.masked_fill(y == config.ignore_index, IGNORE_INDEX)
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=config.amp):
+            with autocast(device, config.amp):
                 logits = model(x)["out"].float()
             loss_sum += F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX, reduction="sum").item()
             pixels += float((y != IGNORE_INDEX).sum())

@@ -23,54 +23,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.loader import ImageData, load_dataset, make_loader, shard  # noqa: F401 (the classification task reads load_dataset here)
 from .checkpoint import atomic_write_text, load_latest, save_checkpoint
 from .config import NOT_RECIPE, TrainConfig
-from .distributed import DistInfo, all_reduce_sum, setup_distributed, teardown_distributed
+from .device import autocast, resolve_device
+from .distributed import DistInfo, setup_distributed, teardown_distributed
 from .logs import RunLog
 from .progress import EpochProgress
-from .recipe import Recipe, check_recipe, parameter_groups, topk_correct
+from .recipe import Recipe, check_recipe, parameter_groups
+from .tasks import Task, get_task
 
-__all__ = ["train", "build_model", "build_classifier", "count_flops", "resolve_device", "ConfigMismatchError",
-           "parameter_groups"]
+__all__ = ["train", "count_flops", "resolve_device", "ConfigMismatchError", "parameter_groups"]
 
 
 class ConfigMismatchError(ValueError):
     """The output folder holds a run with a different recipe."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but CUDA is not available")
-    return device
-
-
-def build_classifier(config: TrainConfig, in_chans: int, num_classes: int,
-                     input_size: tuple[int, int] | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """The classifier of ``config`` with its attention module (and input transform), and its model spec.
-
-    The backbone is visattn's, ``timm:NAME`` or ``tv:NAME``, built for ``input_size``
-    (:func:`visattn.backbones.external.create_classifier`); the spec rebuilds it.
-    """
-    from ..backbones.external import create_classifier
-    from ..data.loader import data_shape
-
-    if input_size is None:
-        input_size = data_shape(config.dataset, config.img_size or config.image_size, config.dataset_kwargs)[1:]
-    extra = {"zero_init_residual": True} if config.zero_init_residual else {}
-    return create_classifier(config.backbone, num_classes=num_classes, in_chans=in_chans, attention=config.attention,
-                             attention_kwargs=dict(config.attention_kwargs), where=config.where,
-                             replace=config.replace, position=config.position, transform=config.transform,
-                             input_size=tuple(input_size), backbone_kwargs=extra)
-
-
-def build_model(config: TrainConfig, in_chans: int, num_classes: int,
-                input_size: tuple[int, int] | None = None) -> nn.Module:
-    """The model of :func:`build_classifier`, without its spec."""
-    return build_classifier(config, in_chans, num_classes, input_size)[0]
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -87,30 +53,6 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, data: ImageData, config: TrainConfig, device: torch.device,
-             dist: DistInfo) -> tuple[float, float, float | None]:
-    """Top-1 accuracy (%), mean loss and top-5 accuracy (%; None for 5 classes or fewer) on ``data``.
-
-    Each rank evaluates its own slice; the counts are summed over ranks.
-    """
-    model.eval()
-    part = shard(data, dist.rank, dist.world_size)
-    correct = loss_sum = correct5 = 0.0
-    for x, y in make_loader(part, 512):
-        x, y = x.to(device), y.to(device)
-        if config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=config.amp):
-            logits = model(x)
-        loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        correct5 += topk_correct(logits, y, 5)
-    correct, loss_sum, correct5, n = all_reduce_sum([correct, loss_sum, correct5, float(len(part))], dist, device)
-    model.train()
-    return 100.0 * correct / n, loss_sum / n, (100.0 * correct5 / n if len(data.classes) > 5 else None)
-
-
 def _sync_buffers(model: nn.Module, dist: DistInfo) -> None:
     """Give every rank rank 0's buffers (BN statistics, EMA bases) before evaluation.
 
@@ -120,10 +62,6 @@ def _sync_buffers(model: nn.Module, dist: DistInfo) -> None:
     if dist.enabled:
         for buffer in model.buffers():
             torch.distributed.broadcast(buffer, 0)
-
-
-def _amp_dtype(device: torch.device) -> torch.dtype:
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
 def _prepare_out(out: Path, config: TrainConfig, is_main: bool) -> None:
@@ -140,12 +78,16 @@ def _prepare_out(out: Path, config: TrainConfig, is_main: bool) -> None:
 
 
 def train(config: TrainConfig, out: str | Path, *, progress: bool = True, log=print,
-          tensorboard: bool = False) -> dict[str, Any]:
+          tensorboard: bool = False, task: Task | None = None) -> dict[str, Any]:
     """Train ``config`` into folder ``out``, resuming from its newest good checkpoint; return the result.
 
     A finished run (``result.json`` present for at least ``config.epochs`` epochs) is not trained again.
     Under ``torchrun`` the same call trains with DistributedDataParallel; only rank 0 writes. Every update
     and epoch is logged to CSV / JSONL in ``out`` (:mod:`.logs`), and to TensorBoard with ``tensorboard``.
+
+    ``task`` answers every task question (data, model, loss, evaluation); by default the
+    :func:`~.tasks.get_task` of ``config.task``. A tool or a test may give its own (a subclass that builds
+    another model, say); the loop calls nothing else task-specific.
 
     Raises:
         MissingExtraError: (an ``ImportError``) a recipe option needs timm, or ``tensorboard`` the tensorboard
@@ -166,18 +108,15 @@ def train(config: TrainConfig, out: str | Path, *, progress: bool = True, log=pr
         torch.cuda.set_device(device)
     try:
         return _train(config, out, device, dist, progress, log if dist.is_main else (lambda *a, **k: None),
-                      tensorboard)
+                      tensorboard, task if task is not None else get_task(config))
     finally:
         teardown_distributed(dist)
 
 
 def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo, progress: bool, log,
-           tensorboard: bool = False):
-    from .tasks import get_task
-
+           tensorboard: bool, task: Task):
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # denormals slow CPU training several-fold
-    task = get_task(config)
     result_path = out / "result.json"
     if result_path.exists():
         done = json.loads(result_path.read_text())
@@ -190,13 +129,13 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
     train_data, val_data = task.load_data(config)
     torch.manual_seed(config.seed)
     model = task.build_model(config, train_data)
-    run_info = getattr(task, "run_info", None)
+    run_info = task.run_info(config, train_data)
     if dist.is_main and run_info is not None:  # what rebuilds and uses the model: spec, preprocessing, classes
-        atomic_write_text(out / "run.json", json.dumps(run_info(config, train_data), indent=2) + "\n")
+        atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
     if config.pretrained and not task.pretrained_in_build and not (out / "checkpoints").is_dir():
         from ..weights import load_pretrained
 
-        for line in load_pretrained(model, config.pretrained, spec=getattr(task, "spec", None)).lines():
+        for line in load_pretrained(model, config.pretrained, spec=task.spec).lines():
             log(line)
     sample_shape = task.sample_shape(config, train_data)
     params = sum(p.numel() for p in model.parameters())
@@ -251,7 +190,7 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
                 x, y = recipe.mix(x, y)
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=config.amp):
+                with autocast(device, config.amp):
                     loss = recipe.loss(task, model, train_model(x), y)
                 complete = recipe.backward(loss, i)
                 loss_value = loss.item()

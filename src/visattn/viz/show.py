@@ -80,8 +80,9 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
     """
     from ..data.loader import load_dataset
     from ..train.checkpoint import load_latest
+    from ..train.classifier import build_model
     from ..train.config import TrainConfig
-    from ..train.trainer import build_model, resolve_device
+    from ..train.device import resolve_device
 
     run = Path(run_dir)
     if not run.is_dir():

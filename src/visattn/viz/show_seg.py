@@ -73,8 +73,8 @@ def show_segmentation_run(run: Path, out: Path | None, *, images: int = 4, query
     from ..data.seg_folders import voc_colormap
     from ..train.checkpoint import load_latest
     from ..train.config import TrainConfig
+    from ..train.device import resolve_device
     from ..train.tasks import SegmentationTask
-    from ..train.trainer import resolve_device
 
     config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     if data_dir:
