@@ -17,17 +17,13 @@ import torch
 
 from visattn.data.cluttered import ITEM, ClutterSpec, uniforms
 from visattn.data.loader import BatchLoader, load_dataset
-from visattn.train.checkpoint import load_latest
-from visattn.train.classifier import build_model
-from visattn.train.config import TrainConfig
+from visattn.train.run import load_run
 
 
 @torch.no_grad()
 def theta_report(run: Path, images: int = 512) -> dict:
-    config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    model = build_model(config, 1, 10)
-    model.load_state_dict(load_latest(run / "checkpoints")[0]["model"])
-    model.eval()
+    opened = load_run(run)  # the run's own model, weights and recipe (older folders rebuild through the task)
+    config, model = opened.config, opened.model
     _, test = load_dataset(config.dataset, config.data_dir, val_limit=images, dataset_kwargs=config.dataset_kwargs)
     x, _ = next(iter(BatchLoader(test, images)))
     theta = model.transform.attention_map(x)  # [N, 2, 3]

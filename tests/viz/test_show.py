@@ -203,3 +203,22 @@ def test_overlay_uses_the_maps_min_max_range_exactly():
     drawn, text = _draw(item, 0, image, (0, 0), scale="layer")  # one range for the layer, over both images
     assert torch.equal(drawn, with_colorbar(overlay(image, (data[0] - 1.0) / (9.0 - 1.0)), 1.0, 9.0))
     assert "colours span 1 to 9" in text
+
+
+def test_show_on_a_compare_folder_lists_its_runs_and_a_damaged_run_is_one_line(trained_run, tmp_path, capsys):
+    import shutil
+
+    compare = tmp_path / "compare"
+    for name in ("se-s0", "none-s0"):
+        shutil.copytree(trained_run, compare / name, ignore=shutil.ignore_patterns("show"))
+    assert main(["show", str(compare)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a folder of 2 runs" in err[0]
+    assert str(compare / "none-s0") in err[0] and str(compare / "se-s0") in err[0]
+    damaged = compare / "se-s0"
+    for path in (damaged / "checkpoints").iterdir():
+        path.write_bytes(b"\x00torn")
+    assert main(["show", str(damaged), "-q"]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning:")]
+    assert len(err) == 1 and "no readable checkpoint" in err[0] and "not a visattn checkpoint" in err[0]
+    assert "Weights only load failed" not in err[0]

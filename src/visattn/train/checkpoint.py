@@ -12,14 +12,50 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_latest", "checkpoint_paths", "atomic_write_text", "CorruptCheckpointWarning",
-           "publish"]
+__all__ = ["save_checkpoint", "load_latest", "read_checkpoint", "checkpoint_paths", "atomic_write_text",
+           "CorruptCheckpointWarning", "CheckpointError", "publish"]
 
 _NAME = re.compile(r"epoch-(\d+)\.pt$")
 
 
 class CorruptCheckpointWarning(UserWarning):
     """A checkpoint could not be read and was skipped."""
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable visattn checkpoint; the message is one line naming it."""
+
+
+def read_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "epoch")) -> dict[str, Any]:
+    """Read checkpoint ``path`` as data only (``weights_only=True``): a dict with the ``required`` keys.
+
+    Raises:
+        CheckpointError: one line naming the file and why: unreadable, not written by ``torch.save``, holding
+            Python objects beyond tensors and plain data (refused without running them), or not a dict with
+            ``required``.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as err:
+        raise CheckpointError(f"{path} is unreadable ({err.strerror or err})") from None
+    except Exception as err:  # torch raises many types here; say what the file is, not torch's advice
+        text = str(err)
+        if "Unsupported global" in text or "GLOBAL" in text:  # a pickle that names code to run on loading
+            why = "it holds Python objects beyond tensors and plain data, refused without running them"
+        elif "Weights only load failed" in text or "zip" in text or isinstance(err, EOFError):
+            why = "not a file torch.save wrote, or truncated / damaged"
+        else:
+            why = (text.strip().splitlines() or [""])[0][:120] or type(err).__name__
+        raise CheckpointError(f"{path} is unreadable: not a visattn checkpoint ({why})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is unreadable: not a visattn checkpoint (it holds a {type(state).__name__}, "
+                              "not a dict)")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is unreadable: not a visattn checkpoint (no {', '.join(map(repr, missing))} "
+                              "in it)")
+    return state
 
 
 def _umask() -> int:
@@ -91,18 +127,11 @@ def load_latest(folder: Path, required: tuple[str, ...] = ("model", "epoch"), *,
     paths = checkpoint_paths(folder)
     for i, path in enumerate(paths):
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict):
-                raise ValueError(f"holds a {type(state).__name__}, not a checkpoint")
-            missing = [k for k in required if k not in state]
-            if missing:
-                raise ValueError(f"missing {missing}")
-            return state, path
-        except Exception as err:  # any unreadable file: torch raises many different types here
-            reason = (str(err).strip().splitlines() or [""])[0][:160] or type(err).__name__
+            return read_checkpoint(path, required), path
+        except CheckpointError as err:
             then = f"trying the previous one, {paths[i + 1].name}" if i + 1 < len(paths) else \
                 "no earlier checkpoint, starting from scratch"
-            message = f"checkpoint {path} is unreadable ({type(err).__name__}: {reason}); {then}"
+            message = f"{err}; {then}"
             if report is not None:
                 report(message)
             else:

@@ -2,19 +2,23 @@
 
 A run folder written by :func:`visattn.train.train` holds ``config.json`` (the recipe), ``run.json`` (the
 model's spec, its preprocessing and the class names) and ``checkpoints/``. :func:`load_run` rebuilds the
-model from them and loads the newest good checkpoint; predict, export and fine-tuning use it.
+model from them and loads the newest good checkpoint; predict, export, fine-tuning and ``visattn show`` use
+it. An older folder without ``run.json`` opens too: its task loads the run's data and builds the model as
+training did, which gives the spec, the class names and the preprocessing.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from .checkpoint import load_latest
+from .checkpoint import CorruptCheckpointWarning, load_latest
 from .config import TrainConfig
 
 __all__ = ["Run", "load_run"]
@@ -58,22 +62,46 @@ def _read_json(path: Path) -> Any:
         raise ValueError(f"{path}: unreadable ({err})") from None
 
 
-def load_run(path: str | Path, *, ema: bool = False) -> Run:
+def load_run(path: str | Path, *, ema: bool = False, data_dir: str | None = None,
+             report: Callable[[str], None] | None = None) -> Run:
     """Open the run folder ``path`` (its newest good checkpoint); ``ema``: its EMA weights when it kept them.
 
+    Args:
+        path: a folder written by :func:`visattn.train.train`.
+        ema: load the EMA weights when the checkpoint kept them.
+        data_dir: the data folder, when not where the run found it (a segmentation run, or an older folder
+            without run.json, reads its data to open).
+        report: where a one-line note about a damaged newer checkpoint goes (default: a warning).
+
     Raises:
-        ValueError: not a run folder, no readable checkpoint, or weights that do not fit (one line).
+        ValueError: not a run folder, an unreadable config, no readable checkpoint (the first reason), or
+            weights that do not fit (one line).
     """
     from .tasks import get_task
 
     folder = Path(path)
     if not (folder / "config.json").is_file():
-        raise ValueError(f"{folder}: not a run folder (no config.json)")
-    config = TrainConfig.from_dict(_read_json(folder / "config.json"))
+        raise ValueError(f"{folder}: not a run folder (no config.json); train one with `visattn train --out {folder}`")
+    try:
+        config = TrainConfig.from_dict(_read_json(folder / "config.json"))
+    except (TypeError, KeyError) as err:
+        raise ValueError(f"{folder / 'config.json'}: unreadable ({type(err).__name__}: {err})") from None
+    if data_dir:
+        config = replace(config, data_dir=data_dir)
     task = get_task(config)
-    found = load_latest(folder / "checkpoints")
+    reasons: list[str] = []
+
+    def note(message: str) -> None:
+        reasons.append(message)
+        if report is not None:
+            report(message)
+        else:
+            warnings.warn(message, CorruptCheckpointWarning, stacklevel=3)
+
+    found = load_latest(folder / "checkpoints", report=note)
     if found is None:
-        raise ValueError(f"{folder}: no readable checkpoint in {folder / 'checkpoints'}")
+        why = f" ({reasons[-1].split('; ')[0]})" if reasons else ""
+        raise ValueError(f"{folder}: no readable checkpoint in {folder / 'checkpoints'}{why}")
     state, _ = found
     info = _read_json(folder / "run.json") if (folder / "run.json").is_file() else {}
     spec = info.get("model")
@@ -84,11 +112,20 @@ def load_run(path: str | Path, *, ema: bool = False) -> Run:
         preprocessing = info.get("preprocessing") or {"mean": list(val.mean), "std": list(val.std),
                                                       "channels": len(val.mean)}
     else:
-        if spec is None:
-            raise ValueError(f"{folder}: no run.json with the model's spec (written by newer versions of train)")
-        from ..backbones.external import classifier_from_spec
+        if spec is None:  # an older folder: the task builds the model from the run's data, as training did
+            try:
+                train, _ = task.load_data(config)
+            except (OSError, ValueError) as err:
+                raise ValueError(f"{folder}: no run.json, and its data cannot be read to rebuild the model "
+                                 f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                                 "pass the data folder") from None
+            model = task.build_model(config, train)
+            info = task.run_info(config, train) or {}
+            spec = info.get("model")
+        else:
+            from ..backbones.external import classifier_from_spec
 
-        model = classifier_from_spec(spec)
+            model = classifier_from_spec(spec)
         classes = list(info["classes"])
         preprocessing = dict(info["preprocessing"])
     weights = state["ema"] if ema and "ema" in state else state["model"]

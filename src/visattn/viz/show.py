@@ -79,43 +79,31 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
         ShowError: the folder is not a run, has no readable checkpoint, or its data cannot be loaded.
     """
     from ..data.loader import load_dataset
-    from ..train.checkpoint import load_latest
-    from ..train.classifier import build_model
-    from ..train.config import TrainConfig
     from ..train.device import resolve_device
+    from ..train.run import load_run as open_run
 
     run = Path(run_dir)
     if not run.is_dir():
         raise ShowError(f"{run}: no such folder")
-    cfg_path = run / "config.json"
-    if not cfg_path.is_file():
+    if not (run / "config.json").is_file():
+        runs = sorted(p.name for p in run.iterdir() if (p / "config.json").is_file())
+        if runs:  # a compare / ablate folder: say which runs it holds
+            raise ShowError(f"{run}: a folder of {len(runs)} runs, not one run; show one of them: "
+                            + ", ".join(str(run / name) for name in runs))
         raise ShowError(f"{run}: not a training run (no config.json); train one with `visattn train --out {run}`")
     try:
-        config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-    except (ValueError, TypeError) as err:
-        raise ShowError(f"{cfg_path}: unreadable config ({err})") from None
-    loaded = load_latest(run / "checkpoints", report=lambda message: print(f"warning: {message}", file=sys.stderr))
-    if loaded is None:
-        raise ShowError(f"{run}: no readable checkpoint in {run / 'checkpoints'}; train the run first")
-    state, _ = loaded
+        dev = resolve_device(device)  # before any data: a missing CUDA fails at once
+        opened = open_run(run, data_dir=data_dir, report=lambda message: print(f"warning: {message}", file=sys.stderr))
+    except ValueError as err:
+        raise ShowError(str(err)) from None
+    config = opened.config
     try:
         _, test = load_dataset(config.dataset, data_dir or config.data_dir, image_size=config.image_size,
                                dataset_kwargs=config.dataset_kwargs)
         test = test if isinstance(test, ImageData) else test.to_memory()  # pictures need the pixels at hand
     except (OSError, ValueError) as err:
         raise ShowError(f"cannot load the {config.dataset} test set ({err}); pass --data-dir") from None
-    try:
-        dev = resolve_device(device)
-    except ValueError as err:
-        raise ShowError(str(err)) from None
-    model = build_model(config, test.in_chans, len(test.classes), tuple(test.images.shape[-2:]))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise ShowError(f"{run}: the checkpoint does not fit the model of its config.json ({err})") from None
-    result_path = run / "result.json"
-    result = json.loads(result_path.read_text()) if result_path.is_file() else None
-    return model.to(dev).eval(), config, test, int(state["epoch"]), result
+    return opened.model.to(dev).eval(), config, test, opened.epoch, opened.result
 
 
 def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int = 4,

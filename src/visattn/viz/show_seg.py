@@ -12,6 +12,7 @@ with :class:`~visattn.viz.recorder.Recorder`).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,29 +72,17 @@ def show_segmentation_run(run: Path, out: Path | None, *, images: int = 4, query
     if scale not in SCALES:
         raise ShowError(f"scale must be one of {SCALES}, got {scale!r}")
     from ..data.seg_folders import voc_colormap
-    from ..train.checkpoint import load_latest
-    from ..train.config import TrainConfig
     from ..train.device import resolve_device
-    from ..train.tasks import SegmentationTask
+    from ..train.run import load_run
 
-    config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    if data_dir:
-        config.data_dir = data_dir
-    loaded = load_latest(run / "checkpoints")
-    if loaded is None:
-        raise ShowError(f"{run}: no readable checkpoint in {run / 'checkpoints'}; train the run first")
-    state, _ = loaded
-    task = SegmentationTask()
     try:
-        _, val = task.load_data(config)
-        model = task.build_model(config)
         dev = resolve_device(device)
+        opened = load_run(run, data_dir=data_dir,
+                          report=lambda message: print(f"warning: {message}", file=sys.stderr))
+        _, val = opened.task.load_data(opened.config)
     except (OSError, ValueError) as err:
         raise ShowError(f"cannot rebuild the run ({err}); pass --data-dir") from None
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise ShowError(f"{run}: the checkpoint does not fit the model of its config.json ({err})") from None
+    config, model = opened.config, opened.model
     model.to(dev).eval()
     if images <= 0:
         raise ShowError(f"--images must be positive, got {images}")
