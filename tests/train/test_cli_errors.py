@@ -153,3 +153,49 @@ def test_interrupt_before_anything_is_saved(tiny_fmnist, tmp_path, monkeypatch, 
     assert main(["train", "--data-dir", str(tiny_fmnist), *TINY]) == 130  # default --out: added to the command
     err = capsys.readouterr().err
     assert "nothing was saved" in err and "--out runs/" in err
+
+
+def test_train_refuses_options_that_do_not_apply_in_one_line(tiny_fmnist, tmp_path, capsys):
+    """Issue 19.7: --head on a classification run, --position for a module not placed in every block,
+    --out inside the data folder; each before any data is read."""
+    out = str(tmp_path / "run")
+    assert main(["train", "--head", "danet", "--data-dir", str(tiny_fmnist), "--out", out, *TINY]) == 2
+    assert "--head is a segmentation option" in one_line_error(capsys, "train")
+    assert main(["train", "--attention", "cc", "--position", "pre", "--data-dir", str(tiny_fmnist),
+                 "--out", out, *TINY]) == 2
+    line = one_line_error(capsys, "train")
+    assert "--position pre: cc is placed after last stage" in line and "per-block modules only" in line
+    from visattn.cli.train import _check_position
+
+    _check_position("pre", "se")  # a per-block module takes every position
+    inside = tiny_fmnist / "runs" / "r"
+    assert main(["train", "--data-dir", str(tiny_fmnist), "--out", str(inside), *TINY]) == 2
+    assert "lies inside --data-dir" in one_line_error(capsys, "train") and not inside.exists()
+    assert not (tmp_path / "run").exists()
+
+
+def test_more_epochs_on_a_saved_run_needs_force(tiny_fmnist, tmp_path, capsys):
+    """Issue 19.7: --epochs 2 on a finished 1-epoch run is refused in one plain line; --force goes on."""
+    out = str(tmp_path / "run")
+    argv = ["train", "--data-dir", str(tiny_fmnist), "--out", out, *TINY]
+    assert main([*argv, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--epochs", "2"]) == 2
+    line = one_line_error(capsys, "train")
+    assert "holds a 1-epoch run" in line and "--force" in line
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs"] == 1
+    assert main([*argv, "--epochs", "2", "--force"]) == 0
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs"] == 2
+
+
+def test_device_cuda_without_cuda_fails_before_any_data(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    missing = tmp_path / "no-data-here"
+    argv = ["train", "--data-dir", str(missing), "--out", str(tmp_path / "run"), *TINY[:-2], "--device", "cuda"]
+    assert main(argv) == 2
+    line = one_line_error(capsys, "train")
+    assert "CUDA is not available" in line and "no-data-here" not in line
+    assert not (tmp_path / "run").exists()
