@@ -83,3 +83,18 @@ def test_an_older_run_without_run_json_still_opens(small_run):
     assert old.preprocessing["mean"] == pytest.approx(new.preprocessing["mean"])
     for key, value in old.model.state_dict().items():
         assert torch.equal(value, new.model.state_dict()[key]), key
+
+
+def test_normalize_treats_uint8_and_float_images_alike_and_matches_training(small_run):
+    from visattn.data.loader import load_dataset
+
+    run = visattn.load_run(small_run)
+    config = run.config
+    _, val = load_dataset(config.dataset, config.data_dir, train_limit=config.train_limit, val_limit=config.val_limit,
+                          subset_seed=config.subset_seed)
+    images = val.images[:4]
+    expected = (images.float() / 255 - torch.tensor(val.mean).view(-1, 1, 1)) / torch.tensor(val.std).view(-1, 1, 1)
+    assert torch.allclose(run.normalize(images), expected, atol=1e-6)
+    assert torch.allclose(run.normalize(images.float() / 255), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="trained on 1-channel images, got 3"):
+        run.normalize(torch.zeros(2, 3, 8, 8))

@@ -16,12 +16,58 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .checkpoint import CorruptCheckpointWarning, load_latest
 from .config import TrainConfig
 
-__all__ = ["Run", "load_run"]
+__all__ = ["Run", "Preprocess", "load_run"]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image tensor becomes the model's input: the per-channel normalisation of training.
+
+    Attributes:
+        channels: image channels.
+        mean: per-channel mean of the training images, in [0, 1] units.
+        std: per-channel standard deviation, in [0, 1] units.
+        input_size: ``(H, W)`` the network was trained at, when the run states it (a classifier takes others).
+
+    Shape:
+        - Input: ``(B, C, H, W)`` or ``(C, H, W)``, uint8 in [0, 255] or floating point in [0, 1].
+        - Output: float32, the same shape, ``(x - mean) / std`` per channel.
+    """
+
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: tuple[int, int] | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocess:
+        """From a run's ``preprocessing`` (``channels`` or ``in_chans``; resize / crop notes are not needed)."""
+        mean = tuple(float(v) for v in data["mean"])
+        size = data.get("input_size")
+        return cls(int(data.get("channels", data.get("in_chans", len(mean)))), mean,
+                   tuple(float(v) for v in data["std"]), None if size is None else tuple(int(v) for v in size))
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` normalised as in training (see the class's Shape section).
+
+        Raises:
+            ValueError: a rank other than 3 or 4, or a channel count other than :attr:`channels`.
+        """
+        if images.dim() not in (3, 4):
+            raise ValueError(f"Preprocess: expected (B, C, H, W) or (C, H, W) images, got shape {tuple(images.shape)}")
+        if images.shape[-3] != self.channels:
+            raise ValueError(f"Preprocess: the run was trained on {self.channels}-channel images, "
+                             f"got {images.shape[-3]}")
+        x = images.float() if images.is_floating_point() else images.float() / 255
+        mean = torch.tensor(self.mean, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(-1, 1, 1)
+        return (x - mean) / std
 
 
 @dataclass
@@ -52,7 +98,13 @@ class Run:
 
     @property
     def preprocess(self) -> dict[str, Any]:
+        """The run's preprocessing as saved (a dict: it keeps crop_pct and interpolation for predict)."""
         return self.preprocessing
+
+    @property
+    def normalize(self) -> Preprocess:
+        """The normalisation of training as a callable: ``run.model(run.normalize(images))``."""
+        return Preprocess.from_dict(self.preprocessing)
 
 
 def _read_json(path: Path) -> Any:
