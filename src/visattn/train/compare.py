@@ -19,12 +19,10 @@ from typing import Any
 
 import torch
 
-from ..data.loader import data_shape
 from ..registry import info, list_modules
 from ..spec import literal_or_word, parse_modules, split_top_level
 from ..stats import ALPHA, MIN_SEEDS, PairedTest, paired_differences, paired_t_test
 from .checkpoint import atomic_write_text
-from .classifier import build_model
 from .config import TrainConfig
 from .trainer import train
 
@@ -264,14 +262,9 @@ def _check_buildable(base: TrainConfig, variants: Sequence[Variant]) -> None:
 
 def _model_and_input(config: TrainConfig) -> tuple[torch.nn.Module, tuple[int, ...]]:
     """The run's model, built without reading its data, and the shape of one input image (batch 1)."""
-    if config.task == "segmentation":
-        from .tasks import SegmentationTask
+    from .tasks import get_task
 
-        task = SegmentationTask()
-        return task.build_model(config), task.sample_shape(config)
-    in_chans, height, width = data_shape(config.dataset, config.img_size or config.image_size, config.dataset_kwargs)
-    model = build_model(config, in_chans, 100 if config.dataset == "cifar100" else 10)
-    return model, (1, in_chans, height, width)
+    return get_task(config).model_and_input(config)
 
 
 def _metric(base: TrainConfig) -> tuple[str, str]:

@@ -4,6 +4,8 @@ A task object answers the trainer's questions for one :class:`~.config.TrainConf
 
 - :meth:`Task.load_data`: training and validation data;
 - :meth:`Task.build_model` and :meth:`Task.sample_shape` (for FLOPs);
+- :meth:`Task.model_and_input`: the model and one input's shape from the data set's facts, no data read
+  (what ``visattn compare`` measures the cost of);
 - :meth:`Task.train_loader`: an iterable of ``(inputs, targets)`` batches with ``len`` and ``set_epoch``;
 - :meth:`Task.loss`: the training loss of the model's output;
 - :meth:`Task.evaluate`: the validation scores, summed over DDP ranks, with the task's headline
@@ -13,12 +15,15 @@ A task object answers the trainer's questions for one :class:`~.config.TrainConf
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.datasets import dataset_info
+from ..data.loader import data_shape
 from . import classifier
 from .config import TrainConfig
 from .device import autocast
@@ -47,6 +52,10 @@ class Task:
         raise NotImplementedError
 
     def sample_shape(self, config: TrainConfig, train) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def model_and_input(self, config: TrainConfig) -> tuple[nn.Module, tuple[int, ...]]:
+        """The run's model built from the data set's facts without reading its data, and one input's shape."""
         raise NotImplementedError
 
     def run_info(self, config: TrainConfig, train) -> dict[str, Any] | None:
@@ -114,6 +123,25 @@ class ClassificationTask(Task):
         model, self.spec = classifier.build_classifier(config, train.in_chans, len(train.classes), size)
         check_input_size(model, train.in_chans, train.image_shape[-2:], name=config.backbone)
         return model
+
+    def model_and_input(self, config: TrainConfig) -> tuple[nn.Module, tuple[int, ...]]:
+        """The classifier from the registered data set's facts (an image folder: its class folders, no image read).
+
+        Shape:
+            - the input: :math:`(1, C, H, W)` at the run's image size.
+        """
+        in_chans, height, width = data_shape(config.dataset, config.img_size or config.image_size,
+                                             config.dataset_kwargs)
+        num_classes = dataset_info(config.dataset, "classification").num_classes
+        if num_classes is None:  # the data names its classes: count the training split's class folders
+            if config.data_dir is None:
+                raise ValueError(f"{config.dataset} needs --data-dir with train/ and val/ (or test/) class folders")
+            train = Path(config.data_dir) / "train"
+            num_classes = sum(1 for p in train.iterdir() if p.is_dir()) if train.is_dir() else 0
+            if num_classes < 1:
+                raise ValueError(f"{train}: no class folders")
+        model, self.spec = classifier.build_classifier(config, in_chans, num_classes, (height, width))
+        return model, (1, in_chans, height, width)
 
     def run_info(self, config: TrainConfig, train) -> dict[str, Any]:
         """What a run folder keeps to rebuild and use its model: model spec, preprocessing, class names."""
@@ -187,6 +215,9 @@ class SegmentationTask(Task):
         return create_segmenter(config.head, meta.num_classes, backbone=config.backbone, in_chans=meta.in_chans,
                                 input_size=meta.input_size, output_stride=config.output_stride, aux=config.aux,
                                 **slide, **weights, **dict(config.attention_kwargs))
+
+    def model_and_input(self, config: TrainConfig) -> tuple[nn.Module, tuple[int, ...]]:
+        return self.build_model(config), self.sample_shape(config)
 
     def sample_shape(self, config: TrainConfig, train=None) -> tuple[int, ...]:
         meta = self.meta(config)
