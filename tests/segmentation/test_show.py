@@ -25,6 +25,10 @@ def test_show_segmentation_run(split_fmnist, tmp_path, capsys):
     assert "shared by this layer&#x27;s maps" in page or "shared by this layer's maps" in page
     assert main(["show", str(run), "--query", "40,1"]) == 2
     assert "outside the 32x32 input" in capsys.readouterr().err
+    # options of classification pictures are refused on a segmentation run, not silently ignored
+    assert main(["show", str(run), "--classes", "1", "--gradcam-layer", "layer3"]) == 2
+    assert "--classes, --gradcam-layer: not for a segmentation run" in capsys.readouterr().err
+    assert main(["show", str(run), "--limit", "3"]) == 2 and "--limit: not for" in capsys.readouterr().err
 
 
 def test_label_colours_are_voc():

@@ -131,6 +131,12 @@ def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int 
     if _is_segmentation_run(Path(run_dir)):
         from .show_seg import show_segmentation_run
 
+        given = {"--classes": classes, "--limit": limit, "--modules": modules, "--gradcam-layer": gradcam_layer}
+        unused = [flag for flag, value in given.items() if value is not None]
+        if unused:  # pictures of a segmentation run are per pixel: no class filter, channel mean or Grad-CAM
+            raise ShowError(f"{', '.join(unused)}: not for a segmentation run (show draws its input, truth, "
+                            "prediction and the head's attention); drop the option")
+
         return show_segmentation_run(Path(run_dir), Path(out) if out else None, images=images, query=query,
                                      data_dir=data_dir, device=device, scale=scale, log=log)
     model, config, test, epoch, result = load_run(run_dir, data_dir=data_dir, device=device)
