@@ -109,8 +109,11 @@ def test_recorded_runs_keep_their_first_samples_and_names():
     assert new.digest() != old.digest()
 
 
-def test_compare_measures_cost_at_the_real_resolution():
-    from visattn.train.compare import _model_and_input
+def test_compare_measures_cost_at_the_real_resolution(tmp_path):
+    from visattn.train.tasks import get_task
 
-    _, shape = _model_and_input(TrainConfig(dataset="image-folder", data_dir="x", img_size=48))
+    for name in ("a", "b"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+    config = TrainConfig(dataset="image-folder", data_dir=str(tmp_path), img_size=48)
+    _, shape = get_task(config).model_and_input(config)
     assert shape == (1, 3, 48, 48)
