@@ -65,7 +65,8 @@ def test_run_names_of_older_recipes_do_not_change():
     later = ("dataset_kwargs", "transform", "transform_lr_scale", "zero_init_residual", "workers", "memory_budget_mb",
              "task", "head", "output_stride", "aux", "scene_size", "crop_size", "head_lr_scale",
              "opt", "warmup_epochs", "mixup", "cutmix", "model_ema", "model_ema_decay", "accum_steps", "eval_every",
-             "where", "replace", "pretrained", "img_size", "subset_seed", "ignore_index", "class_weights", "eval_mode")
+             "where", "replace", "pretrained", "img_size", "subset_seed", "ignore_index", "class_weights", "eval_mode",
+             "transform_kwargs", "global_pool", "keep_checkpoints")
     for key in ("data_dir", "device", *later):
         old.pop(key)
     assert config.digest() == hashlib.sha1(json.dumps(old, sort_keys=True).encode()).hexdigest()[:8]

@@ -33,7 +33,7 @@ from torch import nn
 
 from .attach import attach
 from .resnet import create as create_backbone
-from .resnet import list_backbones, stn_kwargs_for
+from .resnet import list_backbones, transform_options
 
 __all__ = ["create_classifier", "classifier_from_spec", "split_backbone_name", "preprocessing_for",
            "check_input_size", "check_backbone_name", "SPEC_FIELDS", "PREFIXES"]
@@ -42,7 +42,7 @@ __all__ = ["create_classifier", "classifier_from_spec", "split_backbone_name", "
 PREFIXES = {"timm": "timm", "tv": "torchvision"}
 #: the keys of a model spec, in order.
 SPEC_FIELDS = ("backbone", "num_classes", "in_chans", "attention", "attention_kwargs", "where", "replace",
-               "position", "transform", "input_size", "backbone_kwargs")
+               "position", "transform", "transform_kwargs", "input_size", "backbone_kwargs")
 
 
 def split_backbone_name(backbone: str) -> tuple[str, str]:
@@ -188,6 +188,7 @@ def _pair(size: int | tuple[int, int] | list[int] | None) -> tuple[int, int] | N
 def create_classifier(backbone: str, *, num_classes: int, in_chans: int = 3, attention: str | None = None,
                       attention_kwargs: Mapping[str, Any] | None = None, where: str | None = None,
                       replace: bool = False, position: str = "standard", transform: str | None = None,
+                      transform_kwargs: Mapping[str, Any] | None = None,
                       input_size: int | tuple[int, int] | None = None,
                       backbone_kwargs: Mapping[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Build classifier ``backbone`` with ``attention`` in it, and the plain-dict spec that rebuilds it.
@@ -204,6 +205,8 @@ def create_classifier(backbone: str, *, num_classes: int, in_chans: int = 3, att
         replace: swap the network's own attention (an EfficientNet's or SE-ResNet's SE) for ``attention``.
         position: ``"standard"``, ``"pre"``, ``"post"`` or ``"identity"`` in ResNet blocks.
         transform: a transform-role module (``"stn"``) at the network input.
+        transform_kwargs: its arguments (``{"output_size": 30}``: the STN paper's downsampling, the network
+            after it built for the smaller grid; ``{"loc_net": "paper"}``), over the default sizing.
         input_size: network input ``(H, W)``; size-bound modules (PSA, RGA) and ``where``'s dry run use it.
             Default: the data size visattn's own networks are built for, 224 for timm / torchvision.
         backbone_kwargs: further arguments of the network's builder (``zero_init_residual=True``,
@@ -225,6 +228,9 @@ def create_classifier(backbone: str, *, num_classes: int, in_chans: int = 3, att
     if transform is not None and str(transform).strip().lower() in ("", "none"):
         transform = None
     options = dict(backbone_kwargs or {})
+    transform_args = dict(transform_kwargs or {})
+    if transform_args and transform is None:
+        raise ValueError(f"{backbone}: transform_kwargs {sorted(transform_args)} need a transform (e.g. stn)")
     size = _pair(input_size)
     if num_classes < 0 or in_chans < 1:
         raise ValueError(f"{backbone}: num_classes must be >= 0 and in_chans >= 1, got {num_classes}, {in_chans}")
@@ -234,14 +240,15 @@ def create_classifier(backbone: str, *, num_classes: int, in_chans: int = 3, att
         model = create_backbone(name, attention=key if own_placement else None,
                                 attention_kwargs=module_kwargs if own_placement and key else None,
                                 position=position if own_placement and key else "standard",
-                                num_classes=num_classes, in_chans=in_chans, transform=transform, **extra, **options)
+                                num_classes=num_classes, in_chans=in_chans, transform=transform,
+                                transform_kwargs=transform_args or None, **extra, **options)
     else:
         build = _timm_model if family == "timm" else _torchvision_model
         model = build(name, num_classes, in_chans, options)
         if transform is not None:
             attach_size = size or (224, 224)
             attach(model, transform, input_size=attach_size,
-                   **({**stn_kwargs_for(attach_size)} if transform == "stn" else {}))
+                   **transform_options(transform, attach_size, transform_args))
     if key is not None and not own_placement:
         extra = {"position": position} if where is None else {}
         attach(model, key, where=where, replace=replace, input_size=size or (224, 224) if where is None else size,
@@ -249,7 +256,8 @@ def create_classifier(backbone: str, *, num_classes: int, in_chans: int = 3, att
     spec = {"backbone": f"{family}:{name}" if family != "visattn" else name, "num_classes": int(num_classes),
             "in_chans": int(in_chans), "attention": key, "attention_kwargs": _plain(module_kwargs), "where": where,
             "replace": bool(replace), "position": position, "transform": transform,
-            "input_size": None if size is None else list(size), "backbone_kwargs": _plain(options)}
+            "transform_kwargs": _plain(transform_args), "input_size": None if size is None else list(size),
+            "backbone_kwargs": _plain(options)}
     return model, spec
 
 
@@ -267,7 +275,8 @@ def classifier_from_spec(spec: Mapping[str, Any]) -> nn.Module:
             raise ValueError(f"model spec: missing {required!r}")
     args = dict(spec)
     args["attention_kwargs"] = {k: _tuples(v) for k, v in dict(args.get("attention_kwargs") or {}).items()}
-    args["backbone_kwargs"] = {k: _tuples(v) for k, v in dict(args.get("backbone_kwargs") or {}).items()}
+    for name in ("backbone_kwargs", "transform_kwargs"):  # older specs have no transform_kwargs
+        args[name] = {k: _tuples(v) for k, v in dict(args.get(name) or {}).items()}
     return create_classifier(args.pop("backbone"), **args)[0]
 
 

@@ -27,7 +27,7 @@ from .base import BACKBONES, AttentionBackbone, backbone_variant, pair, register
 from .blocks import BasicBlock, Bottleneck, ZeroPadShortcut, conv1x1, conv3x3
 from .resnet_places import find_stages, insert
 
-__all__ = ["ResNet", "CifarResNet", "create", "list_backbones", "stn_kwargs_for"]
+__all__ = ["ResNet", "CifarResNet", "create", "list_backbones", "stn_kwargs_for", "transform_options"]
 
 class ResNet(AttentionBackbone):
     r"""ImageNet ResNet / ResNeXt with torchvision's layout, and attention where its paper puts it.
@@ -231,6 +231,28 @@ def stn_kwargs_for(input_size: int | Iterable[int]) -> dict[str, Any]:
     return {"loc_channels": 20, "loc_pool": max(1, min(h, w) // 20)}
 
 
+def transform_options(transform: str, input_size: int | Iterable[int],
+                      transform_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The keyword arguments of input transform ``transform`` at a network input of ``input_size``.
+
+    For ``"stn"``: :func:`stn_kwargs_for`'s sizing of the default localisation net, or, with
+    ``loc_net="paper"``, the ``input_size`` the paper's net is built for; ``transform_kwargs`` override them.
+
+    Example:
+        >>> transform_options("stn", 60, {"output_size": 30})
+        {'loc_channels': 20, 'loc_pool': 3, 'output_size': 30}
+        >>> transform_options("stn", 60, {"loc_net": "paper"})
+        {'input_size': (60, 60), 'loc_net': 'paper'}
+    """
+    options = dict(transform_kwargs or {})
+    sizing: dict[str, Any] = {}
+    if transform == "stn" and options.get("loc_net", "conv") == "paper":
+        sizing = {"input_size": pair(input_size)}  # the paper's localisation net is built for the input size
+    elif transform == "stn":
+        sizing = stn_kwargs_for(input_size)
+    return {**sizing, **options}
+
+
 def _split_module_kwargs(builder: Callable[..., nn.Module], name: str, attention: str | None,
                          kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``kwargs`` split into the network's own arguments and the attention module's (as ``attach`` takes them)."""
@@ -288,11 +310,11 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
-    transform_options = dict(transform_kwargs or {})
+    transform_args = dict(transform_kwargs or {})
     transform_input = kwargs.get("input_size")
-    if transform is not None and transform_options.get("output_size") is not None:
+    if transform is not None and transform_args.get("output_size") is not None:
         # the network after the transform sees the sampled grid (the STN paper's downsampling ST-CNN)
-        kwargs["input_size"] = pair(transform_options["output_size"])
+        kwargs["input_size"] = pair(transform_args["output_size"])
     model = builder(attention=attention, attention_kwargs=attention_kwargs, position=position, stages=stages,
                     **kwargs)
     if transform is not None:
@@ -303,12 +325,7 @@ def create(name: str, attention: str | None = None, attention_kwargs: Mapping[st
                              f"({info(transform).role}); pass it as attention instead")
         input_size = pair(transform_input if transform_input is not None else
                            224 if isinstance(model, ResNet) else 32)
-        sizing = {}
-        if transform == "stn" and transform_options.get("loc_net", "conv") == "paper":
-            sizing = {"input_size": input_size}  # the paper's localisation net is built for the input size
-        elif transform == "stn":
-            sizing = stn_kwargs_for(input_size)
-        options = {**sizing, **transform_options}
+        options = transform_options(transform, input_size, transform_args)
         insert(model, find_stages(model), transform, input_size=input_size, in_chans=kwargs.get("in_chans", 3),
                kwargs=options)
     elif transform_kwargs:

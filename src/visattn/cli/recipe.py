@@ -68,8 +68,12 @@ def add_recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
                    "RandomResizedCrop + flip to this size for training, shorter-side resize + centre crop for "
                    "evaluation, decoded in --workers processes (default for timm: / tv: backbones: the input size of "
                    "their published weights; otherwise --image-size squashes the images)")
-    g.add_argument("--transform", default=None, help="a transform module at the network input: stn (the STN "
-                   "paper's ST-CNN) (default: none)")
+    g.add_argument("--transform", default=None, metavar="KEY[:ARG=VALUE...]", help="a transform module at the "
+                   "network input: stn (the STN paper's ST-CNN), with its arguments in the module grammar, e.g. "
+                   "stn:output_size=30 (the paper's downsampling: the network after it reads a 30x30 grid) or "
+                   "stn:loc_net=paper (its localisation net for 60x60 inputs) (default: none)")
+    g.add_argument("--no-global-pool", action="store_true", help="plaincnn: the classifier reads the whole last "
+                   "map instead of its global average (the STN Lasagne recipe; built for the input size)")
     g.add_argument("--transform-lr-scale", type=_positive_float, default=0.1, help="the input transform learns "
                    "at this multiple of --lr (0.1: at the full lr the ST's localisation net died in our runs)")
     g.add_argument("--zero-init-residual", action="store_true", help="start every residual branch at zero (last "
@@ -105,6 +109,8 @@ def add_recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
     g.add_argument("--channels-last", action="store_true")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     add_device_argument(g)
+    g.add_argument("--keep-checkpoints", type=_non_negative_int, default=2, metavar="N", help="keep the newest N "
+                   "epoch checkpoints (default 2; 0: every epoch's, to look at how a run learnt with visattn show)")
     add_quiet_argument(g)
     s = p.add_argument_group("segmentation")
     s.add_argument("--output-stride", type=int, choices=(8, 16, 32), default=8, help="dilated backbone's output "
@@ -180,7 +186,7 @@ def _check_backbone(name: str) -> None:
         raise CLIError(f"--backbone: unknown backbone {name!r}.{hint} Backbones: {', '.join(names)}")
 
 
-def _transform(text: str | None) -> str | None:
+def _transform(text: str | None) -> tuple[str | None, dict]:
     from ..train.compare import parse_transform
 
     try:
@@ -202,7 +208,7 @@ def base_config(args: argparse.Namespace, **extra) -> TrainConfig:
     backbone = pick(args.backbone, "resnet20", "tiny")
     if not seg:
         _check_backbone(backbone)
-    transform = _transform(args.transform)
+    transform, transform_kwargs = _transform(args.transform)
     return run_library(lambda: TrainConfig(
         backbone=backbone, dataset=pick(args.dataset, "fashion-mnist", "fashion-scenes"), data_dir=args.data_dir,
         epochs=args.epochs, batch_size=pick(args.batch_size, 128, 16),
@@ -212,7 +218,9 @@ def base_config(args: argparse.Namespace, **extra) -> TrainConfig:
         compile=args.compile, device=args.device, pad=args.crop_pad, flip=not args.no_flip,
         memory_budget_mb=args.memory_budget_mb, task=args.task, output_stride=args.output_stride,
         aux=not args.no_aux, scene_size=args.scene_size, crop_size=args.crop_size, workers=args.workers,
-        head_lr_scale=args.head_lr_scale, dataset_kwargs=_dataset_kwargs(args), transform=transform,
+        keep_checkpoints=args.keep_checkpoints, head_lr_scale=args.head_lr_scale,
+        dataset_kwargs=_dataset_kwargs(args), transform=transform,
+        transform_kwargs=transform_kwargs, global_pool=not args.no_global_pool,
         transform_lr_scale=args.transform_lr_scale, zero_init_residual=args.zero_init_residual, where=args.where,
         replace=args.replace, pretrained=_pretrained(args.pretrained), img_size=args.img_size, opt=args.opt,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,

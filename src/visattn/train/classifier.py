@@ -29,10 +29,13 @@ def build_classifier(config: TrainConfig, in_chans: int, num_classes: int,
     if input_size is None:
         input_size = data_shape(config.dataset, config.img_size or config.image_size, config.dataset_kwargs)[1:]
     extra = {"zero_init_residual": True} if config.zero_init_residual else {}
+    if not config.global_pool:
+        extra["global_pool"] = False
     return create_classifier(config.backbone, num_classes=num_classes, in_chans=in_chans, attention=config.attention,
                              attention_kwargs=dict(config.attention_kwargs), where=config.where,
                              replace=config.replace, position=config.position, transform=config.transform,
-                             input_size=tuple(input_size), backbone_kwargs=extra)
+                             transform_kwargs=dict(config.transform_kwargs), input_size=tuple(input_size),
+                             backbone_kwargs=extra)
 
 
 def build_model(config: TrainConfig, in_chans: int, num_classes: int,

@@ -41,6 +41,7 @@ class Variant:
     attention_kwargs: tuple[tuple[str, Any], ...] = ()
     group: str = ""
     transform: str | None = None  # a transform-role module at the input ("stn": the ST-CNN)
+    transform_kwargs: tuple[tuple[str, Any], ...] = ()  # its arguments (stn: output_size, loc_net)
     head: str | None = None  # segmentation: the decode head (its module arguments in attention_kwargs)
 
     @property
@@ -49,9 +50,10 @@ class Variant:
         if self.head is not None:
             parts = [self.head, *(f"{k}{v}" for k, v in self.attention_kwargs)]
             return "-".join(str(p).replace("_", "") for p in parts)
-        parts = ([self.transform] if self.transform else []) + [self.attention or "none"]
+        transform = [self.transform, *(f"{k}{_slug_value(v)}" for k, v in self.transform_kwargs)]
+        parts = (transform if self.transform else []) + [self.attention or "none"]
         if self.transform and not self.attention:
-            parts = [self.transform]
+            parts = transform
         if self.position != "standard":
             parts.append(self.position)
         defaults = info(self.attention).defaults if self.attention else {}
@@ -67,9 +69,14 @@ class Variant:
 
     def apply(self, base: TrainConfig, seed: int) -> TrainConfig:
         head = {"head": self.head} if self.head is not None else {}
+        transform = ({"transform": self.transform, "transform_kwargs": dict(self.transform_kwargs)}
+                     if self.transform else {})  # else the base's own (--transform)
         return replace(base, attention=self.attention, position=self.position,
-                       attention_kwargs=dict(self.attention_kwargs), seed=seed,
-                       transform=self.transform or base.transform, **head)
+                       attention_kwargs=dict(self.attention_kwargs), seed=seed, **transform, **head)
+
+
+def _slug_value(value: Any) -> str:
+    return "x".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
 
 
 #: How a leaderboard's verdict column is decided, in words (the README and docs quote it).
@@ -80,37 +87,35 @@ VERDICT_RULE = (f"a two-sided paired t-test of the per-seed Δ against zero at t
 def parse_variants(text: str) -> list[Variant]:
     """``--attention`` in the module grammar (``none,se,sge:groups=8,stn``) -> comparison entries.
 
-    A transform-role key (``stn``) becomes the network with that transform at its input (the ST-CNN);
+    A transform-role key (``stn``, ``stn:output_size=30``) becomes the network with that transform at its
+    input (the ST-CNN; its localisation net sized for the input unless the arguments say otherwise);
     ``none`` is the plain network.
 
     Raises:
-        ValueError: an unknown key or argument (:class:`~visattn.spec.SpecError`), an empty list, or
-            arguments given to a transform (it is sized for the input).
+        ValueError: an unknown key or argument (:class:`~visattn.spec.SpecError`) or an empty list.
     """
     variants = []
     for spec in parse_modules(text, allow_none=True):
         if spec.key != "none" and info(spec.key).role == "transform":
-            if spec.kwargs:
-                raise ValueError(f"{spec.text}: a transform is sized for the input; it takes no arguments")
-            variants.append(Variant(spec.text, None, transform=spec.key))
+            variants.append(Variant(spec.text, None, transform=spec.key, transform_kwargs=spec.kwargs))
         else:
             variants.append(Variant(spec.text, None if spec.key == "none" else spec.key, attention_kwargs=spec.kwargs))
     return variants
 
 
-def parse_transform(text: str | None) -> str | None:
-    """``--transform``: a registered transform-role key without arguments (``stn``), or None for ``none``.
+def parse_transform(text: str | None) -> tuple[str | None, dict[str, Any]]:
+    """``--transform``: ``(key, arguments)`` of one transform module (``stn:output_size=30``); none: ``(None, {})``.
 
     Raises:
-        ValueError: anything else.
+        ValueError: not one transform module, or an argument it does not take.
     """
     if text is None or text.strip().lower() == "none":
-        return None
-    (spec,) = parse_modules(text)
-    if info(spec.key).role != "transform" or spec.kwargs:
-        raise ValueError(f"{text}: expected a transform module without arguments "
+        return None, {}
+    specs = parse_modules(text)
+    if len(specs) != 1 or info(specs[0].key).role != "transform":
+        raise ValueError(f"{text}: expected one transform module, e.g. stn or stn:output_size=30 "
                          f"(transforms: {', '.join(list_modules(role='transform'))})")
-    return spec.key
+    return specs[0].key, dict(specs[0].kwargs)
 
 
 def parse_head_variants(text: str) -> list[Variant]:

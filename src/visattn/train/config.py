@@ -13,13 +13,14 @@ SCHEDULES = ("onecycle", "cosine", "poly")
 #: Fields only segmentation runs use; left out of a classification run's digest so its folder name is unchanged.
 SEGMENTATION_FIELDS = ("task", "head", "output_stride", "aux", "scene_size", "crop_size", "head_lr_scale")
 #: Fields that do not change what a run computes.
-NOT_RECIPE = ("epochs", "data_dir", "device", "workers", "memory_budget_mb", "eval_every")
+NOT_RECIPE = ("epochs", "data_dir", "device", "workers", "memory_budget_mb", "eval_every", "keep_checkpoints")
 #: Recipe fields added after the first release, with their defaults (left out of :meth:`TrainConfig.digest`).
 _LATER_FIELDS = {"dataset_kwargs": {}, "transform": None, "transform_lr_scale": 0.1, "zero_init_residual": False,
                  "opt": "sgd", "warmup_epochs": 0.0, "mixup": 0.0, "cutmix": 0.0, "model_ema": False,
                  "model_ema_decay": 0.9998, "accum_steps": 1,
                  "where": None, "replace": False, "pretrained": None, "img_size": None, "subset_seed": None,
-                 "ignore_index": 255, "class_weights": None, "eval_mode": "whole"}
+                 "ignore_index": 255, "class_weights": None, "eval_mode": "whole", "transform_kwargs": {},
+                 "global_pool": True}
 #: ``opt`` choices (see :mod:`visattn.train.recipe`).
 OPTIMIZERS = ("sgd", "adamw")
 #: Fields renamed since: old name in config.json -> field. Old run folders still open; digests hash the old name.
@@ -37,10 +38,14 @@ class TrainConfig:
     dataset: str = "fashion-mnist"
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # options of a generated data set (canvas, ...)
     transform: str | None = None  # a transform-role module at the input (e.g. "stn": the STN paper's ST-CNN)
+    # the transform's arguments (stn: output_size - the paper's downsampling -, loc_net="paper", ...)
+    transform_kwargs: dict[str, Any] = field(default_factory=dict)
     # the input transform's parameters learn at this multiple of lr: at the full lr 0.1 the ST's localisation
     # net died in our runs (theta became the same for every image), so it learns 10x slower by default
     transform_lr_scale: float = 0.1
     zero_init_residual: bool = False  # zero the last BN of each residual branch (torchvision's option)
+    # False: the classifier reads the whole last map, not its global average (plaincnn; the STN Lasagne recipe)
+    global_pool: bool = True
     # the practitioner's path: any backbone (timm:NAME, tv:NAME), attach's where / replace, pretrained weights
     # (a state_dict file or a run folder), real resolution for image folders (RandomResizedCrop / centre crop)
     where: str | None = None
@@ -89,6 +94,7 @@ class TrainConfig:
     class_weights: list[float] | None = None  # per-class weights of the segmentation loss
     eval_mode: str = "whole"  # segmentation evaluation: whole images, or "slide" (windows of the training crop)
     workers: int = 2  # DataLoader processes for folder data sets
+    keep_checkpoints: int = 2  # the newest N epoch checkpoints stay on disk; 0: every epoch's (a study of training)
     # the decode head's parameters learn at this multiple of lr (PyTorch-Encoding, DANet's code base: 10 for head +
     # aux); the same idea as transform_lr_scale, named alike (config.json of older runs says head_lr_mult)
     head_lr_scale: float = 1.0
@@ -123,6 +129,11 @@ class TrainConfig:
             self.attention = None
         if self.transform in ("", "none", "None"):
             self.transform = None
+        if self.transform_kwargs and self.transform is None:
+            raise ValueError(f"transform_kwargs {sorted(self.transform_kwargs)} need a transform (e.g. stn)")
+        self.transform_kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.transform_kwargs.items()}
+        if self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints must be >= 0 (0: every epoch's), got {self.keep_checkpoints}")
         # JSON has no tuples: keep options as lists so that a recipe read back from config.json is the same
         self.dataset_kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.dataset_kwargs.items()}
         if self.dataset == "cluttered-fashion-mnist":
@@ -168,6 +179,8 @@ class TrainConfig:
             raise ValueError("where / replace apply to classification runs")
         if self.task == "segmentation" and self.pretrained and not self.backbone.startswith("timm:"):
             raise ValueError("pretrained applies to classification runs and to a timm:NAME segmentation encoder")
+        if not self.global_pool:
+            self._check_global_pool_option()
         if self.attention is None:  # where / replace place a module: without one (compare's baseline) they do nothing
             self.where, self.replace = None, False
         if ":" in self.backbone and self.task == "classification":
@@ -178,6 +191,19 @@ class TrainConfig:
                 from ..backbones.external import preprocessing_for
 
                 self.img_size = int(preprocessing_for(self.backbone)["input_size"][0])  # the weights' own size
+
+    def _check_global_pool_option(self) -> None:
+        import inspect
+
+        from ..backbones import BACKBONES
+
+        takes = (self.task == "classification" and ":" not in self.backbone and self.backbone in BACKBONES
+                 and "global_pool" in inspect.signature(BACKBONES.get(self.backbone).builder).parameters)
+        if not takes:
+            with_option = [name for name in BACKBONES.keys()
+                           if "global_pool" in inspect.signature(BACKBONES.get(name).builder).parameters]
+            raise ValueError(f"global_pool=False (a classifier on the whole last map) is an option of "
+                             f"{', '.join(with_option)} classification runs, not of {self.backbone}")
 
     def _check_segmentation_fields(self) -> None:
         if self.eval_mode not in ("whole", "slide"):

@@ -28,6 +28,7 @@ from . import classifier
 from .config import TrainConfig
 from .device import autocast
 from .distributed import DistInfo, all_reduce_sum
+from .localisation import input_transform, measure_localisation
 
 __all__ = ["Task", "ClassificationTask", "SegmentationTask", "get_task", "TASKS"]
 
@@ -166,15 +167,29 @@ class ClassificationTask(Task):
         return F.cross_entropy(output, target, label_smoothing=config.label_smoothing)
 
     def evaluate(self, model, val, config, device, dist) -> dict[str, Any]:
+        """Top-1 (and top-5) accuracy and loss, and how an input transform localises the items.
+
+        The ``localisation`` measures (:func:`~visattn.train.localisation.measure_localisation`, on rank 0)
+        come with a transform at the input on data that know where their items are (cluttered Fashion-MNIST).
+        """
         accuracy, loss, top5 = classifier.evaluate(model, val, config, device, dist)
-        return {"accuracy": accuracy, "loss": loss, **({"top5": top5} if top5 is not None else {})}
+        scores = {"accuracy": accuracy, "loss": loss, **({"top5": top5} if top5 is not None else {})}
+        if dist.is_main and input_transform(model) is not None and hasattr(val.images, "item_centres"):
+            scores["localisation"] = measure_localisation(model, val, device=device)
+        return scores
 
     def record(self, scores: dict[str, Any]) -> dict[str, Any]:
-        return {"val_accuracy": scores["accuracy"], **({"val_top5": scores["top5"]} if "top5" in scores else {})}
+        """``val_accuracy``, ``val_top5`` and ``loc_<measure>`` of each localisation measure (if measured)."""
+        top5 = {"val_top5": scores["top5"]} if "top5" in scores else {}
+        localisation = {f"loc_{k}": v for k, v in scores.get("localisation", {}).items()}
+        return {"val_accuracy": scores["accuracy"], **top5, **localisation}
 
     def summary(self, scores: dict[str, Any]) -> str:
         top5 = f", top-5 {scores['top5']:.2f}%" if "top5" in scores else ""
-        return f"{self.metric_title} {scores['accuracy']:.2f}%{top5}"
+        loc = scores.get("localisation")
+        where = (f"; window |det| {loc['mean_abs_det']:.2f}, {loc['centre_distance_px']:.1f} px from the item "
+                 f"(one fixed window: {loc['baseline_distance_px']:.1f})") if loc else ""
+        return f"{self.metric_title} {scores['accuracy']:.2f}%{top5}{where}"
 
     def describe(self, config: TrainConfig) -> str:
         return (f"{config.backbone}" + (f" with {config.transform} at the input" if config.transform else "")

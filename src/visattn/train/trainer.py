@@ -7,7 +7,7 @@ Output folder layout::
 
     config.json        the recipe (TrainConfig)
     metrics.jsonl      one line per finished epoch
-    checkpoints/       epoch-NNN.pt, the newest two, written atomically
+    checkpoints/       epoch-NNN.pt, the newest two (keep_checkpoints), written atomically
     result.json        written when the run is complete
 """
 
@@ -236,7 +236,8 @@ def _train(config: TrainConfig, out: Path, device: torch.device, dist: DistInfo,
                 log(summary)
             if dist.is_main:
                 run_log.epoch(record, step=epoch * recipe.updates_per_epoch)
-                save_checkpoint(out / "checkpoints", epoch, {
+                keep = config.keep_checkpoints or config.epochs  # 0: every epoch's
+                save_checkpoint(out / "checkpoints", epoch, keep=keep, state={
                     "epoch": epoch, "model": model.state_dict(), **recipe.state_dict(),
                     "rng": torch.get_rng_state(), "elapsed": elapsed,
                     "schedule_steps": config.epochs * len(loader), "config": config.to_dict()})
