@@ -43,6 +43,12 @@ def test_every_evaluation_of_an_st_cnn_on_cluttered_data_records_the_localisatio
     # keep_checkpoints=0: every epoch's checkpoint stays (the default keeps the newest two)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("epoch-*.pt")) == [
         "epoch-001.pt", "epoch-002.pt"]
+    # load_run opens any kept epoch: the first epoch's transformer is not the last one's
+    first, last = load_run(tmp_path / "run", epoch=1), load_run(tmp_path / "run")
+    assert first.epoch == 1 and last.epoch == 2
+    assert not torch.equal(first.model.transform.fc_loc.weight, last.model.transform.fc_loc.weight)
+    with pytest.raises(ValueError, match=r"no checkpoint of epoch 3 \(kept: 1, 2;"):
+        load_run(tmp_path / "run", epoch=3)
 
 
 def test_the_measures_are_the_transformers_own_on_the_validation_images(tiny_fmnist, tmp_path):

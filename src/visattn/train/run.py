@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import CorruptCheckpointWarning, load_latest
+from .checkpoint import CheckpointError, CorruptCheckpointWarning, checkpoint_paths, load_latest, read_checkpoint
 from .config import TrainConfig
 
 __all__ = ["Run", "Preprocess", "load_run"]
@@ -114,20 +114,34 @@ def _read_json(path: Path) -> Any:
         raise ValueError(f"{path}: unreadable ({err})") from None
 
 
+def _epoch_checkpoint(folder: Path, epoch: int) -> dict[str, Any]:
+    paths = {int(p.stem.split("-")[-1]): p for p in checkpoint_paths(folder / "checkpoints")}
+    if epoch not in paths:
+        kept = ", ".join(map(str, sorted(paths))) or "none"
+        raise ValueError(f"{folder}: no checkpoint of epoch {epoch} (kept: {kept}; train with --keep-checkpoints 0 "
+                         "to keep every epoch's)")
+    try:
+        return read_checkpoint(paths[epoch])
+    except CheckpointError as err:
+        raise ValueError(str(err)) from None
+
+
 def load_run(path: str | Path, *, ema: bool = False, data_dir: str | None = None,
-             report: Callable[[str], None] | None = None) -> Run:
+             report: Callable[[str], None] | None = None, epoch: int | None = None) -> Run:
     """Open the run folder ``path`` (its newest good checkpoint); ``ema``: its EMA weights when it kept them.
 
     Args:
         path: a folder written by :func:`visattn.train.train`.
         ema: load the EMA weights when the checkpoint kept them.
+        epoch: the checkpoint of this epoch instead of the newest (a run trained with ``keep_checkpoints=0``
+            keeps every epoch's).
         data_dir: the data folder, when not where the run found it (a segmentation run, or an older folder
             without run.json, reads its data to open).
         report: where a one-line note about a damaged newer checkpoint goes (default: a warning).
 
     Raises:
-        ValueError: not a run folder, an unreadable config, no readable checkpoint (the first reason), or
-            weights that do not fit (one line).
+        ValueError: not a run folder, an unreadable config, no readable checkpoint (the first reason), no
+            checkpoint of ``epoch`` (the epochs kept are named), or weights that do not fit (one line).
     """
     from .tasks import get_task
 
@@ -150,7 +164,10 @@ def load_run(path: str | Path, *, ema: bool = False, data_dir: str | None = None
         else:
             warnings.warn(message, CorruptCheckpointWarning, stacklevel=3)
 
-    found = load_latest(folder / "checkpoints", report=note)
+    if epoch is not None:
+        found = (_epoch_checkpoint(folder, epoch), None)
+    else:
+        found = load_latest(folder / "checkpoints", report=note)
     if found is None:
         why = f" ({reasons[-1].split('; ')[0]})" if reasons else ""
         raise ValueError(f"{folder}: no readable checkpoint in {folder / 'checkpoints'}{why}")
