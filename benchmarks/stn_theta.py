@@ -2,7 +2,8 @@
 
 For each ST-CNN run folder given: theta's mean and spread over the first 512 test images, the spread of
 its determinant (a zoom that differs per image), and the correlation of its translation with where the
-item really is (known from the data set's own random numbers; plain, undistorted canvases only).
+item really is (the data set's ``item_centres``). The same measures, and more, are recorded at every evaluation
+of a training run now (``loc_*`` in metrics.jsonl; :mod:`visattn.train.localisation`).
 
     python benchmarks/stn_theta.py benchmarks/results/cluttered-compare/stn-s0 ... --out FILE.json
 """
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from visattn.data.cluttered import ITEM, ClutterSpec, uniforms
 from visattn.data.loader import BatchLoader, load_dataset
 from visattn.train.run import load_run
 
@@ -28,10 +28,8 @@ def theta_report(run: Path, images: int = 512) -> dict:
     x, _ = next(iter(BatchLoader(test, images)))
     theta = model.transform.attention_map(x)  # [N, 2, 3]
     det = torch.linalg.det(theta[:, :, :2])
-    spec = ClutterSpec.from_options(config.dataset_kwargs)
-    u = uniforms(spec.seed, "test", torch.arange(images), 16)
-    left, top = (u[:, 2] * (spec.canvas - ITEM + 1)).floor(), (u[:, 3] * (spec.canvas - ITEM + 1)).floor()
-    centre_x, centre_y = (left + ITEM / 2) / (spec.canvas / 2) - 1, (top + ITEM / 2) / (spec.canvas / 2) - 1
+    canvas = torch.tensor(test.images.shape[-1:-3:-1], dtype=torch.float64)  # (W, H)
+    centre_x, centre_y = (test.images.item_centres() / canvas * 2 - 1).unbind(1)  # normalised, as theta's
 
     def corr(a: torch.Tensor, b: torch.Tensor) -> float:
         return float(torch.corrcoef(torch.stack([a.double(), b.double()]))[0, 1])
