@@ -20,3 +20,22 @@ def trained_run(tmp_path_factory):
         train(TrainConfig(backbone="resnet20", attention="cbam", epochs=1, batch_size=16, train_limit=64, val_limit=32,
                           data_dir=str(data), device="cpu"), out, progress=False, log=lambda *a, **k: None)
         yield out
+
+
+@pytest.fixture(scope="module")
+def stn_run(tmp_path_factory):
+    """A one-epoch ST-CNN run (plaincnn with a spatial transformer at its input) on the tiny Fashion-MNIST set."""
+    from visattn.data import fashion_mnist as fm
+    from visattn.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("viz-stn")
+    data = root / "fmnist"
+    write_tiny_set(data, n_train=64, n_test=32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fm, "DEBIAN_DIR", root / "nowhere")
+        mp.delenv("VISATTN_DATA", raising=False)
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        out = root / "run"
+        train(TrainConfig(backbone="plaincnn", transform="stn", epochs=1, batch_size=16, train_limit=64, val_limit=32,
+                          data_dir=str(data), device="cpu"), out, progress=False, log=lambda *a, **k: None)
+        yield out

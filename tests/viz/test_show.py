@@ -133,8 +133,10 @@ def test_show_model_context_transform_and_channel_pictures(tmp_path):
     page = check_page(tmp_path)
     text = " ".join(page.text)
     titles = [t for t in page.text if " at " in t]
-    for key in ("stn", "cc", "psa"):
+    for key in ("cc", "psa"):
         assert sum(t == f"{key} at {key}" for t in titles) == (4 if key == "psa" else 2), key  # per image
+    for what in ("sampling window", "output"):  # the spatial transformer: two pictures per image
+        assert sum(t == f"stn at stn: {what}" for t in titles) == 2, what
     assert sum(t == "sk at sk" for t in titles) == 2 and sum(t == "gc at gc" for t in titles) == 3
     assert "gate, 32 channels" in text  # GC's fusion gate, recorded: its attention_map gives the pooling weights
     assert "(y, x) = (2, 9)" in text and "averaged over 6 test images" in text
@@ -144,14 +146,18 @@ def test_show_model_context_transform_and_channel_pictures(tmp_path):
         shown = sorted(tmp_path.glob(f"img{b:02d}-[0-9]*.png"))
         red = [read_png(p)[2 * s - 1, 9 * s].tolist() == [255, 0, 0] for p in shown]
         assert sum(red) == 3  # cc and both PSA branches
-    # the STN picture is the input warped by theta: with theta = identity it would be the input itself
-    warped = read_png(tmp_path / "img00-00-stn.png")
-    assert warped.shape == (12 * s, 12 * s, 3) and not torch.equal(warped, read_png(tmp_path / "img00-input.png"))
-    expected = torch.nn.functional.grid_sample(
-        images[:1].float() / 255, torch.nn.functional.affine_grid(model.stn.fc_loc.bias.view(1, 2, 3), [1, 1, 12, 12],
-                                                                  align_corners=False), align_corners=False)
-    expected = (expected[0, 0] * 255).round().to(torch.uint8).repeat_interleave(s, 0).repeat_interleave(s, 1)
-    assert (warped[..., 0].int() - expected.int()).abs().max() <= 1
+    # the STN's output picture is its forward output on this image, de-normalised: what the network after it reads
+    shown = read_png(tmp_path / "img00-00-stn-output.png")
+    assert shown.shape == (12 * s, 12 * s, 3) and not torch.equal(shown, read_png(tmp_path / "img00-input.png"))
+    with torch.no_grad():
+        seen = model.stn((images[:1].float() / 255 - 0.5) / 0.25)[0, 0] * 0.25 + 0.5
+    expected = (seen * 255).round().to(torch.uint8).repeat_interleave(s, 0).repeat_interleave(s, 1)
+    assert (shown[..., 0].int() - expected.int()).abs().max() <= 1
+    # the window picture is the input with a red outline and nothing else
+    window = read_png(tmp_path / "img00-00-stn-sampling_window.png")
+    red = (window == torch.tensor([255, 0, 0], dtype=torch.uint8)).all(-1)
+    assert red.any() and torch.equal(window[~red], read_png(tmp_path / "img00-input.png")[~red])
+    assert "centre (x, y) = " in text and "OUTSIDE" not in text
 
 
 def test_show_model_without_attention(tmp_path):

@@ -48,7 +48,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "show", help="attention maps of a trained run as pictures, with Grad-CAM, on an HTML page",
         description="Draw what the attention modules of a trained run weigh on test images (spatial maps over "
-        "the input, channel weights by class, context attention of a query pixel, STN warps) beside Grad-CAM, "
+        "the input, channel weights by class, context attention of a query pixel, a spatial transformer's "
+        "sampling window on the input and its output) beside Grad-CAM, "
         "into PNG files and an index.html that opens in a browser.")
     p.add_argument("run_dir", help="a folder written by `visattn train` (config.json, checkpoints/)")
     p.add_argument("--images", type=bounded(int, 1), default=4, help="how many test images to draw (default 4)")

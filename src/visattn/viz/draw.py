@@ -8,19 +8,22 @@ every caption, so the two never disagree:
 
 Under either, a map whose range is under :data:`~visattn.viz.render.CONSTANT_SPREAD` (1%) of its mean is
 drawn in one colour and captioned NEARLY CONSTANT, never stretched until its rounding noise looks like
-structure. Channel-by-channel matrices (``"matrix"``) are drawn as matrices, never laid over the image.
+structure. Channel-by-channel matrices (``"matrix"``) are drawn as matrices, never laid over the image. A spatial
+transformer (``"transform"``) gets two pictures (:func:`draw_pictures`): its sampling window on the input and
+its output (:mod:`visattn.viz.window`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from .pictures import ModulePicture
 from .render import CONSTANT_SPREAD, matrix_image, nearly_constant, overlay, rescale, with_colorbar
+from .window import transform_pictures
 
-__all__ = ["SCALES", "scale_rule", "colour_range", "describe_map", "draw_picture", "flat_value", "warp_image"]
+__all__ = ["SCALES", "scale_rule", "colour_range", "describe_map", "draw_picture", "draw_pictures", "flat_value"]
 
 #: How maps are coloured: one range per layer over the drawn images, or each map to its own range.
 SCALES = ("layer", "image")
@@ -68,19 +71,6 @@ def describe_map(m: torch.Tensor, lo: float, hi: float, scale: str) -> str:
     return text
 
 
-def warp_image(module: nn.Module, image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """The image ``(C, H, W)`` uint8 warped by ``theta`` ``(2, 3)`` as the spatial transformer samples.
-
-    Returns:
-        ``(C, H, W)`` float in [0, 1].
-    """
-    x = image.float()[None] / 255
-    grid = F.affine_grid(theta[None].float(), list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode=getattr(module, "mode", "bilinear"),
-                        padding_mode=getattr(module, "padding_mode", "zeros"), align_corners=False)
-    return out[0].clamp(0, 1)
-
-
 def draw_picture(item: ModulePicture, b: int, image: torch.Tensor, marker: tuple[int, int], scale: str = "layer",
                  layer: torch.Tensor | None = None) -> tuple[torch.Tensor, str]:
     """Image ``b`` of ``item`` as an RGB picture with its colour bar, and its caption.
@@ -94,13 +84,13 @@ def draw_picture(item: ModulePicture, b: int, image: torch.Tensor, marker: tuple
         layer: the layer's maps over all drawn images, for the ``"layer"`` range (default ``item.picture.data``).
 
     Returns:
-        ``(rgb, caption)``: ``rgb`` is ``(H', W', 3)`` uint8.
+        ``(rgb, caption)``: ``rgb`` is ``(H', W', 3)`` uint8. For a ``"transform"`` picture this is its sampling
+        window on the input; :func:`draw_pictures` gives its output as well.
     """
     p = item.picture
     if p.kind == "transform":
-        theta = p.data[b]
-        rows = "; ".join(", ".join(f"{v:.3g}" for v in row) for row in theta.tolist())
-        return overlay(warp_image(item.module, image, theta)), f"the input warped by theta = [{rows}]"
+        _, rgb, caption = transform_pictures(item, b, image)[0]
+        return rgb, caption
     if scale == "layer":
         lo, hi = colour_range(p.data if layer is None else layer, b, "layer")
     else:
@@ -112,3 +102,20 @@ def draw_picture(item: ModulePicture, b: int, image: torch.Tensor, marker: tuple
     text = f"{p.kind} weights on a {m.shape[0]}x{m.shape[1]} grid, {describe_map(m, lo, hi, scale)}"
     picture = overlay(image, heat, marker=marker if p.kind == "context" else None)
     return with_colorbar(picture, lo, hi), text
+
+
+def draw_pictures(item: ModulePicture, b: int, image: torch.Tensor, marker: tuple[int, int], scale: str = "layer",
+                  layer: torch.Tensor | None = None, *, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None) -> list[tuple[str, torch.Tensor, str]]:
+    """Every picture of image ``b`` of ``item``, each with a name and its caption.
+
+    One picture (:func:`draw_picture`, named ``""``) for a map; two for a spatial transformer: ``"sampling
+    window"`` and ``"output"`` (:func:`~visattn.viz.window.transform_pictures`, which uses ``mean`` and ``std``,
+    the network input's normalisation, to draw the output as the network saw it).
+
+    Returns:
+        ``[(name, rgb, caption), ...]``: ``rgb`` is ``(H', W', 3)`` uint8.
+    """
+    if item.picture.kind == "transform":
+        return transform_pictures(item, b, image, mean=mean, std=std)
+    return [("", *draw_picture(item, b, image, marker, scale, layer))]

@@ -37,13 +37,20 @@ class ShowResult:
 
 @dataclass
 class ModulePicture:
-    """A picture of the weights of the visattn module at ``owner`` (registry ``key``), from ``source``."""
+    """A picture of the weights of the visattn module at ``owner`` (registry ``key``), from ``source``.
+
+    For a ``"transform"`` picture, ``module_input`` and ``module_output`` hold the module's recorded input and
+    its forward output on it (batch-first, on the CPU), so the transformed output can be drawn as it was
+    produced; None otherwise.
+    """
 
     owner: str  # path of the visattn module in the model
     key: str  # its registry key
     source: str  # "attention_map()", "attention_map()[1]", "gate (call 2)"
     picture: Picture
     module: nn.Module
+    module_input: torch.Tensor | None = None
+    module_output: torch.Tensor | None = None
 
     @property
     def label(self) -> str:
@@ -91,6 +98,8 @@ def module_pictures(model: nn.Module, owner: str, rec: Recorder, query: tuple[fl
         try:
             with torch.no_grad(), rec.paused():  # its gate / attend steps must not add records of this call
                 weights = module.attention_map(*first)
+                # a transform's picture is also its output: its own forward on the input it received
+                output = module(*first) if role == "transform" else None
         except Exception as err:  # a module's own error: report it, draw the rest
             notes.append(f"{name}: attention_map failed ({type(err).__name__}: {err})")
         else:
@@ -108,7 +117,8 @@ def module_pictures(model: nn.Module, owner: str, rec: Recorder, query: tuple[fl
                                              axes=axes[i] if axes else None)
                 if not pictures:
                     notes.append(f"{name}: {source}: {reason}")
-                items += [ModulePicture(owner, key, source, p, module) for p in pictures]
+                items += [ModulePicture(owner, key, source, p, module, *_transform_io(p, x, output))
+                          for p in pictures]
     # The recorded steps: everything when there is no attention_map; otherwise only channel weights that it does
     # not return (e.g. GC's fusion gate). A step's raw layout (a rotated triplet branch, criss-cross weights
     # channels-last, one of coord's two strips) is a worse picture than the module's own attention_map.
@@ -129,3 +139,10 @@ def module_pictures(model: nn.Module, owner: str, rec: Recorder, query: tuple[fl
     if calls and not items and not notes:
         notes.append(f"{name}: no attention_map and no gate/attend step to record")
     return items, notes
+
+
+def _transform_io(picture: Picture, x: torch.Tensor | None, output) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The module's input and output kept with a transform picture (on the CPU); ``(None, None)`` otherwise."""
+    if picture.kind != "transform" or not isinstance(output, torch.Tensor) or x is None:
+        return None, None
+    return x.detach().cpu(), output.detach().cpu()

@@ -1,12 +1,13 @@
 """``visattn show``: the attention of a trained model as pictures, with Grad-CAM beside it, on one HTML page.
 
-For a few test images: the input; every spatial weight map (upsampled and overlaid on the input); for
-context modules the attention of one query pixel; a spatial transformer's warp of the input; and Grad-CAM
-of the predicted class at the last convolutional stage, to compare what a module weighs with what the class
-score depends on. For channel weights: a class-by-channel heat-map of their mean over the test set, per
-module. The weights come from each module's ``attention_map`` on the input it received in the forward pass
-(recorded with :class:`~visattn.viz.recorder.Recorder`), and from its recorded ``gate`` / ``attend`` steps
-for anything ``attention_map`` does not give.
+For a few test images: the input; every spatial weight map (upsampled and overlaid on the input); for context
+modules the attention of one query pixel; for a spatial transformer its sampling window outlined on the input
+and its output at its own size (:mod:`visattn.viz.window`); and Grad-CAM of the predicted class at the last
+convolutional stage, to compare what a module weighs with what the class score depends on. For channel
+weights: a class-by-channel heat-map of their mean over the test set, per module. The weights come from each
+module's ``attention_map`` on the input it received in the forward pass (recorded with
+:class:`~visattn.viz.recorder.Recorder`), and from its recorded ``gate`` / ``attend`` steps for anything
+``attention_map`` does not give.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.loader import BatchLoader, ImageData
-from .draw import SCALES, draw_picture, scale_rule
+from .draw import SCALES, draw_pictures, scale_rule
 from .gradcam import find_last_stage, grad_cam
 from .html import Figure, Section, write_page
 from .maps import interpret
@@ -295,11 +296,14 @@ def show_model(model: nn.Module, data: ImageData, out: str | Path, *, indices: S
                                f"Grad-CAM at {layer}", f"predicted class {pred}; {m.shape[0]}x{m.shape[1]} grid, "
                                f"range {lo:.3g} to {hi:.3g} (its own); {about}"))
         for j, it in enumerate(per_image):
-            rgb, text = draw_picture(it, b, images[b], (qy, qx), scale)
-            if "NEARLY CONSTANT" in text:
-                flat.append(f"{it.key} {it.picture.kind} map at {it.owner or '(model)'} ({it.label}), image {b + 1}")
-            name = save(f"img{b:02d}-{j:02d}-{_slug(it.owner)}.png", rgb)
-            figs.append(Figure(name, f"{it.key} at {it.owner or '(model)'}", f"{it.label}; {text}; {about}"))
+            for what, rgb, text in draw_pictures(it, b, images[b], (qy, qx), scale, mean=data.mean, std=data.std):
+                if "NEARLY CONSTANT" in text:
+                    flat.append(f"{it.key} {it.picture.kind} map at {it.owner or '(model)'} ({it.label}), "
+                                f"image {b + 1}")
+                name = save(f"img{b:02d}-{j:02d}-{_slug(it.owner)}" + (f"-{_slug(what)}" if what else "") + ".png",
+                            rgb)
+                heading = f"{it.key} at {it.owner or '(model)'}" + (f": {what}" if what else "")
+                figs.append(Figure(name, heading, f"{it.label}; {text}; {about}"))
         sections.append(Section(f"Image {b + 1}: {cls}, predicted {pred} ({probs[b, preds[b]]:.0%}, {verdict})",
                                 figures=figs, level=3))
 
