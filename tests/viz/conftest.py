@@ -24,7 +24,8 @@ def trained_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stn_run(tmp_path_factory):
-    """A one-epoch ST-CNN run (plaincnn with a spatial transformer at its input) on the tiny Fashion-MNIST set."""
+    """A one-epoch ST-CNN run on the tiny Fashion-MNIST set: plaincnn after a spatial transformer that samples a
+    14x14 output from the 28x28 input (the STN paper's downsampling)."""
     from visattn.data import fashion_mnist as fm
     from visattn.train import TrainConfig, train
 
@@ -36,6 +37,7 @@ def stn_run(tmp_path_factory):
         mp.delenv("VISATTN_DATA", raising=False)
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
         out = root / "run"
-        train(TrainConfig(backbone="plaincnn", transform="stn", epochs=1, batch_size=16, train_limit=64, val_limit=32,
-                          data_dir=str(data), device="cpu"), out, progress=False, log=lambda *a, **k: None)
+        train(TrainConfig(backbone="plaincnn", transform="stn", transform_kwargs={"output_size": 14}, epochs=1,
+                          batch_size=16, train_limit=64, val_limit=32, data_dir=str(data), device="cpu"), out,
+              progress=False, log=lambda *a, **k: None)
         yield out

@@ -7,7 +7,7 @@ from tests.viz.test_show import check_page
 from visattn.backbones import create
 from visattn.cli import main
 from visattn.data.loader import ImageData
-from visattn.viz.show import show_model
+from visattn.viz.show import load_run, show_model
 
 RED = torch.tensor([255, 0, 0], dtype=torch.uint8)
 
@@ -19,15 +19,22 @@ def test_show_on_a_trained_st_cnn_run(stn_run, capsys):
     text = " ".join(page.text)
     assert page.text.count("stn at transform: sampling window") == 2
     assert page.text.count("stn at transform: output") == 2
-    assert "the sampling window of the transformer's 28x28 output on the 28x28 input (red outline)" in text
+    assert "the sampling window of the transformer's 14x14 output on the 28x28 input (red outline)" in text
     assert "centre (x, y) = (" in text and "of the input's (|det theta[:, :2]|); theta = [" in text
-    assert "the transformer's 28x28 output (what the network after it reads)" in text
+    assert "the transformer's 14x14 output (what the network after it reads)" in text
+    model, _, test, *_ = load_run(stn_run)
     s = 168 // 28
     for b in range(2):
         window = read_png(out / f"img{b:02d}-00-transform-sampling_window.png")
         red = (window == RED).all(-1)
         assert red.any() and torch.equal(window[~red], read_png(out / f"img{b:02d}-input.png")[~red])
-        assert read_png(out / f"img{b:02d}-00-transform-output.png").shape == (28 * s, 28 * s, 3)
+        shown = read_png(out / f"img{b:02d}-00-transform-output.png")
+        assert shown.shape == (14 * s, 14 * s, 3)  # each output pixel the size of an input pixel
+        # the trained transformer's own forward on test image #b, de-normalised, is what is drawn
+        mean, std = torch.tensor(test.mean).view(-1, 1, 1), torch.tensor(test.std).view(-1, 1, 1)
+        with torch.no_grad():
+            seen = model.transform((test.images[b:b + 1].float() / 255 - mean) / std)[0] * std + mean  # [1, 14, 14]
+        assert (shown[::s, ::s, 0].int() - (seen[0].clamp(0, 1) * 255).round().int()).abs().max() <= 1
 
 
 def test_show_draws_a_downsampling_transformers_output_at_its_own_size(tmp_path):
