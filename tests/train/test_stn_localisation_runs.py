@@ -51,6 +51,18 @@ def test_every_evaluation_of_an_st_cnn_on_cluttered_data_records_the_localisatio
         load_run(tmp_path / "run", epoch=3)
 
 
+def test_show_draws_the_window_of_an_earlier_epoch(tiny_fmnist, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(_cluttered(tiny_fmnist, keep_checkpoints=0), run, progress=False, log=lambda *a: None)
+    first = _metrics(run)[0]["val_accuracy"]
+    assert main(["show", str(run), "--epoch", "1", "--images", "1", "-q"]) == 0
+    page = (run / "show-epoch001" / "index.html").read_text()
+    assert "checkpoint of epoch 1" in page and f"{first:.2f}% top-1 on its validation images at that epoch" in page
+    assert "sampling window" in page
+    assert main(["show", str(run), "--epoch", "5", "-q"]) == 2
+    assert "no checkpoint of epoch 5 (kept: 1, 2" in capsys.readouterr().err
+
+
 def test_the_measures_are_the_transformers_own_on_the_validation_images(tiny_fmnist, tmp_path):
     from visattn.data.loader import load_dataset
     from visattn.train.localisation import measure_localisation

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         show_run(args.run_dir, args.out, images=args.images, classes=args.classes, query=args.query,
                  data_dir=args.data_dir, limit=args.limit, device=args.device, gradcam_layer=args.gradcam_layer,
                  modules=modules, log=(lambda *a, **k: None) if args.quiet else print,
-                 scale=args.scale)
+                 scale=args.scale, epoch=args.epoch)
     except ShowError as err:
         raise CLIError(str(err)) from None
     return 0
@@ -57,7 +57,10 @@ def add_parser(subparsers) -> None:
                    help="only images of these classes: names or indices, e.g. --classes Sandal 9 or Bag,Coat")
     p.add_argument("--query", type=_query, default=None, metavar="Y,X",
                    help="query pixel (input-image coordinates) for context modules' attention; default the centre")
-    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/show)")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/show, RUN_DIR/show-epochNNN with "
+                   "--epoch)")
+    p.add_argument("--epoch", type=bounded(int, 1), default=None, metavar="N", help="draw the checkpoint of epoch N "
+                   "(a run trained with --keep-checkpoints 0 keeps every epoch's) (default: the newest)")
     p.add_argument("--data-dir", default=None, help="data folder, when not where the run found it")
     p.add_argument("--limit", type=bounded(int, 1), default=None,
                    help="average channel weights over the first N test images (default: the run's val limit)")

@@ -73,8 +73,11 @@ def select_images(labels: torch.Tensor, n: int, class_ids: Sequence[int] | None 
 
 
 # -- loading a run ------------------------------------------------------------------------------------------
-def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = "cpu"):
+def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = "cpu", epoch: int | None = None):
     """Rebuild a trained run: ``(model in eval mode, config, test ImageData, checkpoint epoch, result or None)``.
+
+    ``epoch``: that epoch's checkpoint (kept with ``--keep-checkpoints 0``) instead of the newest; its result
+    is that epoch's validation accuracy from metrics.jsonl (None when not recorded).
 
     Raises:
         ShowError: the folder is not a run, has no readable checkpoint, or its data cannot be loaded.
@@ -94,7 +97,8 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
         raise ShowError(f"{run}: not a training run (no config.json); train one with `visattn train --out {run}`")
     try:
         dev = resolve_device(device)  # before any data: a missing CUDA fails at once
-        opened = open_run(run, data_dir=data_dir, report=lambda message: print(f"warning: {message}", file=sys.stderr))
+        opened = open_run(run, data_dir=data_dir, epoch=epoch,
+                          report=lambda message: print(f"warning: {message}", file=sys.stderr))
     except ValueError as err:
         raise ShowError(str(err)) from None
     config = opened.config
@@ -104,19 +108,30 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
         test = test if isinstance(test, ImageData) else test.to_memory()  # pictures need the pixels at hand
     except (OSError, ValueError) as err:
         raise ShowError(f"cannot load the {config.dataset} test set ({err}); pass --data-dir") from None
-    return opened.model.to(dev).eval(), config, test, opened.epoch, opened.result
+    result = opened.result if epoch is None else _epoch_scores(run, epoch)
+    return opened.model.to(dev).eval(), config, test, opened.epoch, result
+
+
+def _epoch_scores(run: Path, epoch: int) -> dict | None:
+    """The validation scores metrics.jsonl recorded at ``epoch`` (``{"accuracy": ...}``), or None."""
+    try:
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return None
+    row = next((r for r in rows if r.get("epoch") == epoch and "val_accuracy" in r), None)
+    return None if row is None else {"accuracy": row["val_accuracy"]}
 
 
 def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int = 4,
              classes: Sequence[str] | None = None, query: tuple[int, int] | None = None,
              data_dir: str | None = None, limit: int | None = None, device: str = "cpu",
              gradcam_layer: str | None = None, modules: Sequence[str] | None = None, scale: str = "layer",
-             log: Callable[[str], None] = print) -> ShowResult:
+             epoch: int | None = None, log: Callable[[str], None] = print) -> ShowResult:
     """``visattn show``: load the run in ``run_dir`` (latest good checkpoint) and write the page to ``out``.
 
     Args:
         run_dir: a folder written by ``visattn train``.
-        out: output folder (default ``run_dir/show``).
+        out: output folder (default ``run_dir/show``, ``run_dir/show-epochNNN`` with ``epoch``).
         images: how many test images to draw.
         classes: only images of these classes (names or indices).
         query: ``(y, x)`` query pixel in input-image coordinates for context modules (default: the centre).
@@ -127,8 +142,10 @@ def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int 
         gradcam_layer: the module Grad-CAM explains (default: the last convolutional stage).
         modules: draw only the visattn modules with these registry keys (default: all).
         scale: ``"layer"`` (one colour range per layer over the drawn images) or ``"image"`` (per map).
+        epoch: draw that epoch's checkpoint (a run trained with ``--keep-checkpoints 0`` keeps every epoch's).
         log: where progress lines go.
     """
+    default_out = Path(run_dir) / ("show" if epoch is None else f"show-epoch{epoch:03d}")
     if _is_segmentation_run(Path(run_dir)):
         from .show_seg import show_segmentation_run
 
@@ -138,18 +155,18 @@ def show_run(run_dir: str | Path, out: str | Path | None = None, *, images: int 
             raise ShowError(f"{', '.join(unused)}: not for a segmentation run (show draws its input, truth, "
                             "prediction and the head's attention); drop the option")
 
-        return show_segmentation_run(Path(run_dir), Path(out) if out else None, images=images, query=query,
-                                     data_dir=data_dir, device=device, scale=scale, log=log)
-    model, config, test, epoch, result = load_run(run_dir, data_dir=data_dir, device=device)
+        return show_segmentation_run(Path(run_dir), Path(out) if out else default_out, images=images, query=query,
+                                     data_dir=data_dir, device=device, scale=scale, epoch=epoch, log=log)
+    model, config, test, epoch, result = load_run(run_dir, data_dir=data_dir, device=device, epoch=epoch)
     class_ids = parse_classes(classes, test.classes)
     indices = select_images(test.labels, images, class_ids)
     run = Path(run_dir)
     intro = [f"Run {run.name}: {config.backbone} + {config.attention or 'no attention'}"
              + (f" ({config.position})" if config.attention and config.position != "standard" else "")
              + f" on {config.dataset}, checkpoint of epoch {epoch}"
-             + (f", {result['accuracy']:.2f}% top-1 on its validation images" if result else "") + "."]
+             + (f", {result['accuracy']:.2f}% top-1 on its validation images at that epoch" if result else "") + "."]
     limit = config.val_limit if limit is None else limit
-    return show_model(model, test, Path(out) if out else run / "show", indices=indices, query=query, limit=limit,
+    return show_model(model, test, Path(out) if out else default_out, indices=indices, query=query, limit=limit,
                       gradcam_layer=gradcam_layer, title=f"visattn show: {run.name}", intro=intro, modules=modules,
                       scale=scale, log=log)
 

@@ -63,11 +63,12 @@ def _samples(val, indices: list[int]):
 
 def show_segmentation_run(run: Path, out: Path | None, *, images: int = 4, query: tuple[int, int] | None = None,
                           data_dir: str | None = None, device: str = "cpu", scale: str = "layer",
-                          log: Callable[[str], None] = print) -> ShowResult:
+                          epoch: int | None = None, log: Callable[[str], None] = print) -> ShowResult:
     """Draw a trained segmentation run's predictions and head attention into ``out`` (default ``run/show``).
 
     ``scale`` is the colour rule of :func:`visattn.viz.draw.scale_rule`: ``"layer"`` (one range per map source
     over the drawn images) or ``"image"`` (each map its own range); the page's introduction states it.
+    ``epoch``: that epoch's checkpoint instead of the newest.
     """
     if scale not in SCALES:
         raise ShowError(f"scale must be one of {SCALES}, got {scale!r}")
@@ -77,7 +78,7 @@ def show_segmentation_run(run: Path, out: Path | None, *, images: int = 4, query
 
     try:
         dev = resolve_device(device)
-        opened = load_run(run, data_dir=data_dir,
+        opened = load_run(run, data_dir=data_dir, epoch=epoch,
                           report=lambda message: print(f"warning: {message}", file=sys.stderr))
         _, val = opened.task.load_data(opened.config)
     except (OSError, ValueError) as err:
