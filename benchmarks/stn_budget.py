@@ -30,12 +30,12 @@ import statistics
 from pathlib import Path
 
 import torch
-from visattn.viz.window import sampling_window
 
 from visattn.data.loader import BatchLoader, load_dataset
 from visattn.stats import paired_differences
 from visattn.train.localisation import LOCALISATION_KEYS
 from visattn.train.run import load_run
+from visattn.viz.window import sampling_window
 
 #: Measures drawn and tabulated (all of LOCALISATION_KEYS go to the JSON).
 SHOWN = ("mean_abs_det", "theta_std", "corr_x", "slope_x", "slope_y", "centre_distance_px")
