@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -15,16 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from tests._scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BUILD_CPU_SECONDS = 60  # the docs build's own CPU time (user + system): load on a shared machine does not count
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts", name)
 
 
 gen_module_table = _script("gen_module_table")

@@ -1,21 +1,17 @@
 """benchmarks/budget_sweep.py: per-budget differences to the plain network and the rank agreement between budgets."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "budget_sweep.py"
+from tests._scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def budget_sweep():
-    spec = importlib.util.spec_from_file_location("budget_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks", "budget_sweep")
 
 
 def _board(folder: Path, scores: dict[str, dict[str, float]], metric: str = "accuracy") -> Path:

@@ -1,20 +1,16 @@
 """benchmarks/stn_budget.py: accuracy, Δ to the plain network and localisation per epoch, over seeds."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "stn_budget.py"
+from tests._scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def stn_budget():
-    spec = importlib.util.spec_from_file_location("stn_budget", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks", "stn_budget")
 
 
 def _run(folder: Path, name: str, accuracies: list[float], localisation: list[dict] | None = None) -> None:
