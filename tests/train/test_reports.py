@@ -88,6 +88,13 @@ def test_compare_plots_carry_the_recipe_and_what_the_error_bars_are(tmp_path, mo
     rows = leaderboard_rows(base, [Variant("none"), Variant("cbam", "cbam")], results, latency=False)
     recipe = describe_recipe(base, 2)
     assert "cluttered-fashion-mnist (canvas=48)" in recipe and "8,000 training images x 3 epoch(s)" in recipe
+    assert "no global pooling" not in recipe
+    flat = describe_recipe(TrainConfig(backbone="plaincnn", transform="stn", global_pool=False), 2)
+    assert "plaincnn + stn at the input (classifier on the whole last map, no global pooling)" in flat
+    from dataclasses import replace
+
+    assert "no global pooling" not in leaderboard_markdown(base, rows)
+    assert "no global pooling: the classifier reads" in leaderboard_markdown(replace(base, global_pool=False), rows)
     paths = plot_leaderboard(tmp_path, rows, recipe)
     assert [p.name for p in paths] == ["accuracy_vs_params.png"]
     (path, title), = titles

@@ -384,6 +384,7 @@ def describe_recipe(base: TrainConfig, seeds: int) -> str:
             f" (head at {base.head_lr_scale:g}x the lr)" if base.head_lr_scale != 1 else "")
     else:
         net = base.backbone + (f" + {base.transform} at the input" if base.transform else "")
+        net += "" if base.global_pool else " (classifier on the whole last map, no global pooling)"
     data = base.dataset + (" (" + ", ".join(f"{k}={v}" for k, v in base.dataset_kwargs.items()) + ")"
                            if base.dataset_kwargs else "")
     if base.dataset == "fashion-scenes":
@@ -426,6 +427,7 @@ def leaderboard_markdown(base: TrainConfig, rows: list[dict], title: str = "Lead
              + (f", {_which(base)} {base.val_limit:,} test images" if base.val_limit else ", all test images")
              + (f"; data set options {base.dataset_kwargs}" if base.dataset_kwargs else "")
              + (f"; {base.transform} at the input of every network" if base.transform else "")
+             + ("; no global pooling: the classifier reads the whole last map" if not base.global_pool else "")
              + f". Δ: {title_metric.split()[0]} minus the reference's, per seed (the same seed gives both runs the "
              "same data order), "
              f"then mean ± std over seeds. Verdict: {VERDICT_RULE} "
