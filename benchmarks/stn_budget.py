@@ -14,6 +14,8 @@ It writes into ``--out``:
   window is closer to the item than one fixed window on every seed, and from which the window's centre
   follows the item (slope of its x and y on the item's above 0.5 on every seed);
 - ``curve.png``: those numbers against training steps;
+- the localisation net's hidden units per kept epoch (:func:`hidden_units`): do they still fire, and
+  differently per image?
 - ``windows.png`` (when the runs kept their checkpoints: ``--keep-checkpoints 0``): the sampling window
   (:func:`visattn.viz.window.sampling_window`) of each ST variant's seed-0 run on the same test images at
   several epochs, the item's true centre marked;
@@ -127,6 +129,16 @@ def markdown(summary: dict, command: str) -> str:
                           _cell(loc["slope_x"]), _cell(loc["slope_y"]),
                           f"{_cell(loc['centre_distance_px'], 1)} ({_cell(loc['baseline_distance_px'], 1)})"]
             lines.append("| " + " | ".join(cells) + " |")
+        hidden = summary.get("hidden_units", {}).get(variant)
+        if hidden:
+            lines += ["", "The localisation net's last hidden layer (the input of `fc_loc`) on the first (up to) 256 "
+                      "validation images, per kept epoch: share of units that fire on any image / mean spread of a "
+                      "unit over the images, per seed:", "",
+                      "| epoch | " + " | ".join(f"seed {s}" for s in hidden) + " |",
+                      "|---|" + "---|" * len(hidden)]
+            for i, row in enumerate(next(iter(hidden.values()))):
+                cells = [f"{h[i]['alive']:.2f} / {h[i]['spread']:.4f}" if i < len(h) else "" for h in hidden.values()]
+                lines.append(f"| {row['epoch']} | " + " | ".join(cells) + " |")
         if has_loc:
             first = v["first"]
             closer = (f"epoch {first['closer_than_fixed']}" if first["closer_than_fixed"] else
@@ -175,6 +187,46 @@ def plot_curve(summary: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _fc_loc_input(transform: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the transformer's last layer ``fc_loc`` reads on ``x``: the localisation net's hidden units."""
+    seen = []
+    hook = transform.fc_loc.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    try:
+        transform.attention_map(x)
+    finally:
+        hook.remove()
+    return seen[0]
+
+
+@torch.no_grad()
+def hidden_units(runs: dict[str, dict[int, Path]], images: int = 256) -> dict[str, dict[int, list[dict]]]:
+    """Per ST run and kept epoch: how many of the localisation net's last hidden units fire, and how much.
+
+    The transformer's theta is ``fc_loc(h)``; when the units of ``h`` stop firing (ReLUs that died) or fire alike
+    on every image, theta is the same for every image whatever ``fc_loc`` learns. For each kept checkpoint:
+    ``alive`` (the share of units positive on at least one of the first ``images`` validation images) and
+    ``spread`` (the units' standard deviation over those images, averaged over units).
+    """
+    out: dict[str, dict[int, list[dict]]] = {}
+    val = x = None
+    for variant, seeds in runs.items():
+        for seed, run in seeds.items():
+            if json.loads((run / "config.json").read_text()).get("transform") is None:
+                continue
+            epochs = sorted(int(p.stem.split("-")[-1]) for p in (run / "checkpoints").glob("epoch-*.pt"))
+            for epoch in epochs:
+                opened = load_run(run, epoch=epoch)
+                if x is None:
+                    config = opened.config
+                    _, val = load_dataset(config.dataset, config.data_dir, val_limit=config.val_limit,
+                                          dataset_kwargs=config.dataset_kwargs, subset_seed=config.subset_seed)
+                    x, _ = next(iter(BatchLoader(val, images)))
+                h = _fc_loc_input(opened.model.transform, x)
+                out.setdefault(variant, {}).setdefault(seed, []).append(
+                    {"epoch": epoch, "alive": float((h > 0).any(0).float().mean()), "spread": float(h.std(0).mean())})
+    return out
 
 
 @torch.no_grad()
@@ -255,6 +307,7 @@ def main() -> None:
     plot_curve(summary, args.out / "curve.png")
     epochs = [int(e) for e in args.window_epochs.split(",") if e.strip()]
     summary["windows"] = plot_windows(runs, epochs, args.images, args.out / "windows.png")
+    summary["hidden_units"] = hidden_units(runs)
     (args.out / "budget.json").write_text(json.dumps(summary, indent=2) + "\n")
     (args.out / "budget.md").write_text(markdown(summary, command))
     print(markdown(summary, command))

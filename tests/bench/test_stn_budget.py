@@ -55,3 +55,18 @@ def test_a_folder_without_the_plain_network_is_refused(stn_budget, tmp_path):
     _run(tmp_path, "stn-s0", [50.0])
     with pytest.raises(SystemExit, match="no plain network"):
         stn_budget._runs(tmp_path)
+
+
+def test_the_hidden_units_are_what_fc_loc_reads_and_dead_units_show(stn_budget):
+    import torch
+
+    from visattn.modules.stn import SpatialTransformer
+
+    transform = SpatialTransformer(1, loc_pool=2).eval()
+    x = torch.randn(5, 1, 24, 24)
+    with torch.no_grad():
+        h = stn_budget._fc_loc_input(transform, x)
+        assert torch.allclose(transform.fc_loc(h), transform.attention_map(x).flatten(1))
+        transform.localization[-2].bias.fill_(-1e3)  # every ReLU of the last hidden layer dead
+        assert not (stn_budget._fc_loc_input(transform, x) > 0).any()
+    assert not transform.fc_loc._forward_hooks  # the hook is removed
