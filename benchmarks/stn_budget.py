@@ -272,8 +272,8 @@ def plot_windows(runs: dict[str, dict[int, Path]], epochs: list[int], images: in
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(f"{variant}\nepoch {epoch}", fontsize=8)
-    fig.suptitle("Sampling windows (red) of the seed-0 runs on the first validation images; + the item's true "
-                 "centre", fontsize=10)
+    fig.suptitle("Sampling windows (red outline, clipped at the picture's edge: a window larger than the canvas "
+                 "shows only the edges that cross it) of the seed-0 runs; + the item's true centre", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
