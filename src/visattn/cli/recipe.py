@@ -100,6 +100,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser, epochs: int = 1) -> None:
                    "(default: all)")
     g.add_argument("--val-limit", type=_positive_int, default=None, help="use a class-stratified random N of the "
                    "test images (default: all)")
+    g.add_argument("--subset-seed", type=_subset_seed, default=0, metavar="SEED|first", help="the seed the "
+                   "--train-limit / --val-limit subsets are drawn from (default 0), or 'first': the first N images, "
+                   "as studies recorded before subsets were stratified (in-memory classification data only)")
     g.add_argument("--image-size", type=_positive_int, default=32, help="resize ImageFolder images to this size")
     g.add_argument("--crop-pad", type=int, default=None, help="random-crop padding in pixels, 0 for none "
                    "(default: 4 for CIFAR and ImageFolder, 0 for Fashion-MNIST, where flips alone train best in "
@@ -209,7 +212,7 @@ def base_config(args: argparse.Namespace, **extra) -> TrainConfig:
     if not seg:
         _check_backbone(backbone)
     transform, transform_kwargs = _transform(args.transform)
-    return run_library(lambda: TrainConfig(
+    config = run_library(lambda: TrainConfig(
         backbone=backbone, dataset=pick(args.dataset, "fashion-mnist", "fashion-scenes"), data_dir=args.data_dir,
         epochs=args.epochs, batch_size=pick(args.batch_size, 128, 16),
         lr=pick(args.lr, 0.1 if args.opt == "sgd" else 1e-3, 0.01 if args.opt == "sgd" else 1e-3),
@@ -226,7 +229,25 @@ def base_config(args: argparse.Namespace, **extra) -> TrainConfig:
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,
         model_ema=args.model_ema, model_ema_decay=args.model_ema_decay, accum_steps=args.accum_steps,
         eval_every=args.eval_every, ignore_index=args.ignore_index, class_weights=args.class_weights,
-        eval_mode=args.eval_mode, **extra))
+        eval_mode=args.eval_mode, subset_seed=args.subset_seed, **extra))
+    if args.subset_seed != 0 and args.train_limit is None and args.val_limit is None:
+        raise CLIError("--subset-seed chooses the --train-limit / --val-limit subsets; give a limit")
+    if args.subset_seed != 0 and (seg or config.img_size is not None):  # those subsets have their own rule
+        raise CLIError("--subset-seed applies to in-memory classification data; segmentation data and image "
+                       "folders at --img-size draw their subsets their own way")
+    return config
+
+
+def _subset_seed(text: str) -> int | None:
+    if text.strip().lower() == "first":
+        return None
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed (a whole number >= 0) or 'first', got {text!r}") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"expected a seed >= 0 or 'first', got {seed}")
+    return seed
 
 
 def _pretrained(path: str | None) -> str | None:
