@@ -35,7 +35,9 @@ import torch
 
 from visattn.data.loader import BatchLoader, load_dataset
 from visattn.stats import paired_differences
+from visattn.train.checkpoint import epoch_checkpoints
 from visattn.train.localisation import LOCALISATION_KEYS
+from visattn.train.logs import read_jsonl
 from visattn.train.run import load_run
 from visattn.viz.window import sampling_window
 
@@ -58,8 +60,7 @@ def _runs(folder: Path) -> dict[str, dict[int, Path]]:
 
 
 def _epochs(run: Path) -> dict[int, dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return {r["epoch"]: r for r in rows if "val_accuracy" in r}
+    return {r["epoch"]: r for r in read_jsonl(run / "metrics.jsonl") if "val_accuracy" in r}
 
 
 def _spread(values: list[float | None]) -> dict | None:
@@ -215,8 +216,7 @@ def hidden_units(runs: dict[str, dict[int, Path]], images: int = 256) -> dict[st
         for seed, run in seeds.items():
             if json.loads((run / "config.json").read_text()).get("transform") is None:
                 continue
-            epochs = sorted(int(p.stem.split("-")[-1]) for p in (run / "checkpoints").glob("epoch-*.pt"))
-            for epoch in epochs:
+            for epoch in epoch_checkpoints(run / "checkpoints"):
                 opened = load_run(run, epoch=epoch)
                 if x is None:
                     config = opened.config

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 __all__ = ["save_checkpoint", "load_latest", "read_checkpoint", "checkpoint_paths", "atomic_write_text",
-           "CorruptCheckpointWarning", "CheckpointError", "publish"]
+           "CorruptCheckpointWarning", "CheckpointError", "publish", "epoch_checkpoints"]
 
 _NAME = re.compile(r"epoch-(\d+)\.pt$")
 
@@ -89,12 +89,16 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def epoch_checkpoints(folder: Path) -> dict[int, Path]:
+    """``{epoch: path}`` of the checkpoints in ``folder`` (``epoch-NNN.pt``), oldest epoch first."""
+    if not folder.is_dir():
+        return {}
+    return dict(sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.search(p.name))))
+
+
 def checkpoint_paths(folder: Path) -> list[Path]:
     """Checkpoints in ``folder``, newest epoch first."""
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.search(p.name))]
-    return [p for _, p in sorted(found, reverse=True)]
+    return list(reversed(epoch_checkpoints(folder).values()))
 
 
 def save_checkpoint(folder: Path, epoch: int, state: dict[str, Any], keep: int = 2) -> Path:

@@ -27,6 +27,11 @@ OPTIMIZERS = ("sgd", "adamw")
 RENAMED = {"head_lr_mult": "head_lr_scale"}
 
 
+def _json_lists(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with tuples as lists, as they read back from config.json."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides what a run computes (the output folder and display options aside)."""
@@ -131,11 +136,11 @@ class TrainConfig:
             self.transform = None
         if self.transform_kwargs and self.transform is None:
             raise ValueError(f"transform_kwargs {sorted(self.transform_kwargs)} need a transform (e.g. stn)")
-        self.transform_kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.transform_kwargs.items()}
+        self.transform_kwargs = _json_lists(self.transform_kwargs)
         if self.keep_checkpoints < 0:
             raise ValueError(f"keep_checkpoints must be >= 0 (0: every epoch's), got {self.keep_checkpoints}")
         # JSON has no tuples: keep options as lists so that a recipe read back from config.json is the same
-        self.dataset_kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.dataset_kwargs.items()}
+        self.dataset_kwargs = _json_lists(self.dataset_kwargs)
         if self.dataset == "cluttered-fashion-mnist":
             from ..data.cluttered import ClutterSpec
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, CorruptCheckpointWarning, checkpoint_paths, load_latest, read_checkpoint
+from .checkpoint import CheckpointError, CorruptCheckpointWarning, epoch_checkpoints, load_latest, read_checkpoint
 from .config import TrainConfig
 
 __all__ = ["Run", "Preprocess", "load_run"]
@@ -115,9 +115,9 @@ def _read_json(path: Path) -> Any:
 
 
 def _epoch_checkpoint(folder: Path, epoch: int) -> dict[str, Any]:
-    paths = {int(p.stem.split("-")[-1]): p for p in checkpoint_paths(folder / "checkpoints")}
+    paths = epoch_checkpoints(folder / "checkpoints")
     if epoch not in paths:
-        kept = ", ".join(map(str, sorted(paths))) or "none"
+        kept = ", ".join(map(str, paths)) or "none"
         raise ValueError(f"{folder}: no checkpoint of epoch {epoch} (kept: {kept}; train with --keep-checkpoints 0 "
                          "to keep every epoch's)")
     try:

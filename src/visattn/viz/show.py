@@ -114,8 +114,10 @@ def load_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = 
 
 def _epoch_scores(run: Path, epoch: int) -> dict | None:
     """The validation scores metrics.jsonl recorded at ``epoch`` (``{"accuracy": ...}``), or None."""
+    from ..train.logs import read_jsonl
+
     try:
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        rows = read_jsonl(run / "metrics.jsonl")
     except (OSError, ValueError):
         return None
     row = next((r for r in rows if r.get("epoch") == epoch and "val_accuracy" in r), None)
